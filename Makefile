@@ -1,0 +1,50 @@
+# claims: make demo, make test. `make help` lists every target.
+PY ?= python3
+VENV := .venv
+TOOLS := .tools
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+# uv from PATH if there is one, else a private copy bootstrapped with pip into $(TOOLS).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(TOOLS)/bin/uv
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-slow test-all lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(TOOLS)/bin/uv:
+	$(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dask --python $(PY)
+	@touch $@
+
+setup: $(VENV)/.synced ## create .venv with the locked dependencies
+
+demo: setup ## build a synthetic landing folder under data/demo, run it, show what happened
+	$(VENV)/bin/claims demo
+
+test: setup ## the test suite (slow tests excluded; see test-slow)
+	$(VENV)/bin/pytest -q
+
+test-slow: setup ## the slow tests: real Prefect server, faults, scale
+	$(VENV)/bin/pytest -q -m slow
+
+test-all: test test-slow ## everything CI runs
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup ## the benchmarks at full scale (minutes; writes docs/benchmarks.md)
+	$(VENV)/bin/python -m benchmarks.run --scale full
+
+clean: ## remove the environment and generated data
+	rm -rf $(VENV) $(TOOLS) data/demo data/landing data/outbox data/warehouse.duckdb*

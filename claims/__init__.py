@@ -1,0 +1,1 @@
+"""claims: pays hospitalisation benefits from nightly discharge feeds."""

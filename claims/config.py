@@ -1,0 +1,91 @@
+"""Where things are and the knobs a run takes, from flags and ``CLAIMS_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+REFERENCE_DIR = PROJECT_DIR / "data" / "reference"
+
+DEFAULT_LANDING = Path("data/landing")
+DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
+DEFAULT_OUTBOX = Path("data/outbox")
+
+# Share of a partition's rows that may be quarantined before the whole partition fails (feeds.md).
+DEFAULT_REJECT_THRESHOLD = 0.05
+# Same for an enrolment snapshot.
+DEFAULT_SNAPSHOT_REJECT_THRESHOLD = 0.01
+# How long a second run waits for the warehouse before it gives up with exit status 3.
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+
+class ConfigError(Exception):
+    """Bad usage or configuration: nothing was done (exit status 2)."""
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and knobs of one command; every path is absolute once built."""
+
+    landing: Path
+    warehouse: Path
+    outbox: Path
+    reject_threshold: float = DEFAULT_REJECT_THRESHOLD
+    snapshot_reject_threshold: float = DEFAULT_SNAPSHOT_REJECT_THRESHOLD
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    reference_dir: Path = field(default=REFERENCE_DIR)
+
+    @classmethod
+    def build(
+        cls,
+        landing: Path | None = None,
+        warehouse: Path | None = None,
+        outbox: Path | None = None,
+        *,
+        reject_threshold: float | None = None,
+        lock_timeout_s: float | None = None,
+    ) -> Settings:
+        """Flags win over ``CLAIMS_*`` variables, which win over the defaults under ``data/``."""
+
+        def pick(flag: Path | None, env: str, default: Path) -> Path:
+            value = flag if flag is not None else Path(os.environ.get(env) or default)
+            return value.expanduser().resolve()
+
+        threshold = (
+            reject_threshold
+            if reject_threshold is not None
+            else _env_float("CLAIMS_REJECT_THRESHOLD", DEFAULT_REJECT_THRESHOLD)
+        )
+        if not 0 <= threshold <= 1:
+            raise ConfigError(f"reject threshold must be between 0 and 1, got {threshold}")
+        timeout = (
+            lock_timeout_s
+            if lock_timeout_s is not None
+            else _env_float("CLAIMS_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S)
+        )
+        if timeout < 0:
+            raise ConfigError(f"lock timeout must be ≥ 0 seconds, got {timeout}")
+        return cls(
+            landing=pick(landing, "CLAIMS_LANDING", DEFAULT_LANDING),
+            warehouse=pick(warehouse, "CLAIMS_WAREHOUSE", DEFAULT_WAREHOUSE),
+            outbox=pick(outbox, "CLAIMS_OUTBOX", DEFAULT_OUTBOX),
+            reject_threshold=threshold,
+            lock_timeout_s=timeout,
+        )
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where validation writes staged Parquet for the single warehouse writer to load."""
+        return self.warehouse.parent / (self.warehouse.stem + ".staging")
