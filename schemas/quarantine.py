@@ -1,0 +1,106 @@
+"""Quarantine rows: one per (partition, row, rule), with every broken column's message.
+
+The grain of ``quarantine_rows`` (payouts.md) is a row and a rule; a row that breaks a rule in
+two columns gets one quarantine row naming both.
+"""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+from pandera.typing.polars import Series
+
+QUARANTINE_SCHEMA = {
+    "row_number": pl.Int64,
+    "rule": pl.String,
+    "message": pl.String,
+    "raw": pl.String,
+}
+RULES = (
+    "missing_value",
+    "invalid_value",
+    "invalid_amount",
+    "amount_mismatch",
+    "date_order",
+    "future_discharge",
+    "unknown_hospital",
+    "invalid_diagnosis",
+    "version_conflict",
+)
+
+
+class QuarantineRow(pa.DataFrameModel):
+    """One row per (row_number, rule) of one partition's content."""
+
+    row_number: Series[pl.Int64] = pa.Field(ge=1)
+    rule: Series[str] = pa.Field(isin=list(RULES))
+    message: Series[str]
+    raw: Series[str]
+
+    class Config:
+        strict = True
+        unique = ["row_number", "rule"]  # noqa: RUF012 - pandera reads a list
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+def failures_to_quarantine(
+    errors: pa.errors.SchemaErrors | None,
+    validated: pl.DataFrame,
+    *,
+    column_names: dict[str, str] | None = None,
+) -> pl.DataFrame:
+    """Turn pandera's failure cases into (row_number, rule, message) rows.
+
+    Each check's error reads ``rule: message`` (``schemas.checks.rule``); the failing value
+    itself (``failure_case``) is dropped here because it may be personal data: the raw row is
+    kept separately, in the quarantine's ``raw`` column.
+    """
+    if errors is None:
+        return pl.DataFrame(
+            schema={"row_number": pl.Int64, "rule": pl.String, "message": pl.String}
+        )
+    cases = errors.failure_cases.filter(pl.col("index").is_not_null())
+    unknown = errors.failure_cases.filter(pl.col("index").is_null())
+    if unknown.height:
+        # A schema-level failure (a column missing or mistyped) is our bug, not the sender's.
+        raise RuntimeError(
+            "validation failed on the frame's structure: "
+            + ", ".join(sorted(set(unknown.get_column("check").to_list())))
+        )
+    names = column_names or {}
+    positions = validated.select(pl.col("row_number")).with_row_index("index")
+    return (
+        cases.select(
+            pl.col("index").cast(pl.UInt32),
+            pl.col("check").str.split_exact(": ", 1).struct.field("field_0").alias("rule"),
+            pl.col("check").str.split_exact(": ", 1).struct.field("field_1").alias("text"),
+            pl.col("schema_context"),
+            pl.col("column").replace(names),
+        )
+        .join(positions, on="index", how="left")
+        .with_columns(
+            message=pl.when(pl.col("schema_context") == "Column")
+            .then(pl.col("column") + ": " + pl.col("text"))
+            .otherwise(pl.col("text"))
+        )
+        .select(pl.col("row_number").cast(pl.Int64), "rule", "message")
+    )
+
+
+def combine(failures: list[pl.DataFrame], raw: pl.DataFrame) -> pl.DataFrame:
+    """One quarantine row per (row_number, rule), messages joined, with the row's raw values."""
+    frames = [f for f in failures if f.height]
+    if not frames:
+        return empty_quarantine()
+    return (
+        pl.concat(frames, how="vertical")
+        .unique(maintain_order=True)
+        .group_by("row_number", "rule", maintain_order=True)
+        .agg(pl.col("message").unique(maintain_order=True).str.join("; "))
+        .join(raw.select("row_number", "raw"), on="row_number", how="left")
+        .sort("row_number", "rule")
+        .select(list(QUARANTINE_SCHEMA))
+    )

@@ -1,0 +1,169 @@
+"""Load and check the reference data a run adjudicates with: plan rules and hospital registry.
+
+A bad rules file stops the run before anything is posted; a bad registry in the landing folder
+keeps the registry already in the warehouse and is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import pandera.polars as pa
+import polars as pl
+
+from schemas.reference import Hospital, PlanRule
+
+
+class ReferenceError(Exception):
+    """Reference data that cannot be used; the message says which file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A checked reference table, where it came from, and its content hash."""
+
+    frame: pl.DataFrame
+    origin: str
+    content_hash: str
+
+
+def _yuan_to_fen(value: object, where: str, *, allow_empty: bool = False) -> int | None:
+    if allow_empty and value == "":
+        return None
+    if not isinstance(value, str):
+        raise ReferenceError(f'{where}: write money as a decimal string like "200.00"')
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ReferenceError(f"{where}: {value!r} is not a decimal amount") from None
+    fen = amount * 100
+    if fen != fen.to_integral_value() or amount < 0:
+        raise ReferenceError(f"{where}: {value!r} must be ≥ 0 with at most 2 decimals")
+    return int(fen)
+
+
+def _rate_bp(value: object, where: str) -> int:
+    if not isinstance(value, str):
+        raise ReferenceError(f'{where}: write the rate as a decimal string like "0.50"')
+    try:
+        bp = Decimal(value) * 10_000
+    except InvalidOperation:
+        raise ReferenceError(f"{where}: {value!r} is not a decimal rate") from None
+    if bp != bp.to_integral_value() or not 0 <= bp <= 10_000:
+        raise ReferenceError(f"{where}: rate {value!r} must be 0–1 with at most 4 decimals")
+    return int(bp)
+
+
+def load_rules(path: Path) -> Reference:
+    """Parse and check ``plans.toml``; raises ReferenceError naming the entry at fault."""
+    try:
+        data = path.read_bytes()
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ReferenceError(f"{path.name}: cannot read the rules file ({exc})") from None
+    entries = doc.get("plan")
+    if not isinstance(entries, list) or not entries:
+        raise ReferenceError(f"{path.name}: no [[plan]] entries")
+    rows = []
+    for i, entry in enumerate(entries, start=1):
+        where = f"{path.name} [[plan]] #{i}"
+        try:
+            rows.append(
+                {
+                    "plan_code": entry["plan_code"],
+                    "from_year": entry["from_year"],
+                    "priority": entry["priority"],
+                    "rate_bp": _rate_bp(entry["rate"], f"{where} rate"),
+                    "deductible_fen": _yuan_to_fen(entry["deductible"], f"{where} deductible"),
+                    "per_stay_cap_fen": _yuan_to_fen(
+                        entry["per_stay_cap"], f"{where} per_stay_cap", allow_empty=True
+                    ),
+                    "daily_allowance_fen": _yuan_to_fen(
+                        entry["daily_allowance"], f"{where} daily_allowance"
+                    ),
+                    "allowance_days": entry["allowance_days"],
+                    "annual_cap_fen": _yuan_to_fen(entry["annual_cap"], f"{where} annual_cap"),
+                    "waiting_days": entry["waiting_days"],
+                }
+            )
+        except KeyError as exc:
+            raise ReferenceError(f"{where}: missing {exc.args[0]}") from None
+    try:
+        frame = pl.DataFrame(
+            rows,
+            schema={
+                "plan_code": pl.String,
+                "from_year": pl.Int64,
+                "priority": pl.Int64,
+                "rate_bp": pl.Int64,
+                "deductible_fen": pl.Int64,
+                "per_stay_cap_fen": pl.Int64,
+                "daily_allowance_fen": pl.Int64,
+                "allowance_days": pl.Int64,
+                "annual_cap_fen": pl.Int64,
+                "waiting_days": pl.Int64,
+            },
+            strict=True,
+        )
+        PlanRule.validate(frame, lazy=True)
+    except (TypeError, pl.exceptions.PolarsError) as exc:
+        raise ReferenceError(
+            f"{path.name}: a value has the wrong type ({type(exc).__name__})"
+        ) from None
+    except pa.errors.SchemaErrors as exc:
+        problems = exc.failure_cases.select("column", "check").unique().rows()
+        raise ReferenceError(
+            f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
+        ) from None
+    return Reference(frame, str(path), hashlib.sha256(data).hexdigest())
+
+
+def load_registry(path: Path) -> Reference:
+    """Parse and check a ``hospitals.csv``; raises ReferenceError saying what is wrong."""
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
+        raw = pl.read_csv(text.encode(), infer_schema=False)
+    except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError):
+        raise ReferenceError(f"{path}: not a readable UTF-8 CSV file") from None
+    required = ["hospital_code", "hospital_name", "district", "level", "in_network_from"]
+    missing = [c for c in required if c not in raw.columns]
+    if missing:
+        raise ReferenceError(f"{path.name}: missing column(s) {', '.join(missing)}")
+    if "in_network_to" not in raw.columns:
+        raw = raw.with_columns(pl.lit(None, pl.String).alias("in_network_to"))
+    frame = raw.select(
+        pl.col("hospital_code").str.strip_chars(),
+        pl.col("hospital_name").str.strip_chars().fill_null(""),
+        pl.col("district").str.strip_chars().fill_null(""),
+        pl.col("level").str.strip_chars().cast(pl.Int64, strict=False),
+        pl.col("in_network_from").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+        pl.col("in_network_to")
+        .str.strip_chars()
+        .replace("", None)
+        .str.to_date("%Y-%m-%d", strict=False),
+    )
+    bad_dates = raw.filter(
+        pl.col("in_network_to").str.strip_chars().replace("", None).is_not_null()
+        & frame.get_column("in_network_to").is_null()
+    ).height
+    if bad_dates:
+        raise ReferenceError(f"{path.name}: {bad_dates} row(s) with an unreadable in_network_to")
+    try:
+        Hospital.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        problems = exc.failure_cases.select("column", "check").unique().rows()
+        raise ReferenceError(
+            f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
+        ) from None
+    return Reference(frame, str(path), hashlib.sha256(data).hexdigest())
+
+
+def registry_path(landing: Path, reference_dir: Path) -> Path:
+    """The landing folder's registry takes precedence over the project's default."""
+    landed = landing / "reference" / "hospitals.csv"
+    return landed if landed.is_file() else reference_dir / "hospitals.csv"
