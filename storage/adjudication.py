@@ -1,0 +1,243 @@
+"""Match stays to members, find covering plans, compute benefits and annual caps: set-based SQL.
+
+benefits.md is the specification; each CTE below names the rule it implements. Work is limited
+to a *scope*: the stays a commit touched (or every stay, when the snapshot, registry or rules
+changed), plus every other stay of the people those stays belong or belonged to, because an
+annual cap ties a person's stays together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from storage.sql import run_script
+
+OPEN_END = "DATE '9999-12-31'"
+
+# benefits.md, *Matching a stay to a member* and *Status of a stay* (the statuses decided before
+# any money: void, not_in_network, unmatched, review).
+MATCH_SQL = f"""
+CREATE OR REPLACE TEMP TABLE new_match AS
+WITH s AS (
+    SELECT * FROM stays SEMI JOIN scope USING (hospital_code, settlement_id)
+), by_id AS (
+    SELECT s.hospital_code, s.settlement_id, m.national_id, m.member_name_norm
+    FROM s JOIN members m ON s.is_valid_id AND m.national_id = s.national_id
+), by_demographics AS (
+    SELECT s.hospital_code, s.settlement_id, count(*) AS candidates,
+           min(m.national_id) AS national_id
+    FROM s JOIN members m
+      ON NOT s.is_valid_id
+     AND m.member_name_norm = s.patient_name_norm
+     AND m.birth_date = s.birth_date
+     AND m.gender = s.gender
+    GROUP BY ALL
+), in_network AS (
+    SELECT s.hospital_code, s.settlement_id
+    FROM s JOIN hospitals h
+      ON h.hospital_code = s.hospital_code
+     AND s.admission_date BETWEEN h.in_network_from AND coalesce(h.in_network_to, {OPEN_END})
+), decided AS (
+    SELECT s.hospital_code, s.settlement_id, s.current_version,
+        CASE
+            WHEN s.record_type = 'V' THEN 'void'
+            WHEN n.hospital_code IS NULL THEN 'not_in_network'
+            WHEN s.is_valid_id AND i.national_id IS NULL THEN 'unmatched'
+            WHEN s.is_valid_id AND i.member_name_norm <> s.patient_name_norm THEN 'review'
+            WHEN NOT s.is_valid_id AND d.candidates IS NULL THEN 'unmatched'
+            WHEN NOT s.is_valid_id AND d.candidates > 1 THEN 'review'
+            ELSE 'matched'
+        END AS match_status,
+        s.is_valid_id, i.national_id AS id_member, d.national_id AS demographic_member
+    FROM s
+    LEFT JOIN by_id i USING (hospital_code, settlement_id)
+    LEFT JOIN by_demographics d USING (hospital_code, settlement_id)
+    LEFT JOIN in_network n USING (hospital_code, settlement_id)
+)
+SELECT hospital_code, settlement_id, current_version, match_status,
+    CASE WHEN match_status <> 'review' THEN ''
+         WHEN is_valid_id THEN 'name_mismatch' ELSE 'ambiguous' END AS reason,
+    CASE WHEN match_status <> 'matched' THEN ''
+         WHEN is_valid_id THEN id_member ELSE demographic_member END AS national_id,
+    CASE WHEN match_status <> 'matched' THEN ''
+         WHEN is_valid_id THEN 'id' ELSE 'demographic' END AS match_method
+FROM decided
+"""
+
+# The stays to compute: the scope, and every other stay of the people it touches (annual caps).
+CALC_SQL = """
+CREATE OR REPLACE TEMP TABLE affected_people AS
+SELECT national_id FROM new_match WHERE national_id <> ''
+UNION SELECT national_id FROM stay_outcomes o
+      SEMI JOIN scope USING (hospital_code, settlement_id) WHERE national_id <> ''
+UNION SELECT national_id FROM ledger_entries l SEMI JOIN scope USING (hospital_code, settlement_id);
+
+CREATE OR REPLACE TEMP TABLE calc_match AS
+SELECT hospital_code, settlement_id, current_version, match_status, reason, national_id,
+       match_method
+FROM new_match
+UNION ALL
+SELECT o.hospital_code, o.settlement_id, o.current_version, 'matched', '', o.national_id,
+       o.match_method
+FROM stay_outcomes o
+SEMI JOIN affected_people USING (national_id)
+ANTI JOIN scope USING (hospital_code, settlement_id)
+WHERE o.status IN ('not_covered', 'paid', 'zero_benefit');
+
+CREATE OR REPLACE TEMP TABLE calc_keys AS
+SELECT hospital_code, settlement_id FROM calc_match
+UNION SELECT hospital_code, settlement_id FROM scope;
+"""
+
+_INT64_MAX = 9_223_372_036_854_775_807
+
+
+def _reimbursement(remaining: str) -> str:
+    """round_half_up(max(0, remaining − deductible) × rate), then the per-stay cap; in fen."""
+    base = f"greatest(0, {remaining} - r.deductible_fen)"
+    # Integer arithmetic: rate in basis points, +5000 then floor-divide = half-up for base ≥ 0.
+    return (
+        f"least(coalesce(r.per_stay_cap_fen, {_INT64_MAX}), "
+        f"(({base})::HUGEINT * r.rate_bp + 5000) // 10000)::BIGINT"
+    )
+
+
+# benefits.md, *Definitions* (covered, waiting period, chains), *Amount for one stay*
+# (coordination in priority order) and *Annual cap*.
+TARGETS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE new_targets AS
+WITH RECURSIVE matched AS (
+    SELECT c.hospital_code, c.settlement_id, s.current_version, c.national_id,
+           s.admission_date, s.discharge_date, year(s.discharge_date) AS benefit_year,
+           greatest(1, s.discharge_date - s.admission_date) AS los, s.self_pay_in_scope_fen
+    FROM calc_match c JOIN stays s USING (hospital_code, settlement_id)
+    WHERE c.match_status = 'matched'
+), year_rules AS (
+    -- the entry used for a stay: the latest whose from_year ≤ the stay's benefit year
+    SELECT y.benefit_year, r.*
+    FROM (SELECT DISTINCT benefit_year FROM matched) y
+    JOIN plan_rules r ON r.from_year <= y.benefit_year
+    QUALIFY row_number() OVER (PARTITION BY y.benefit_year, r.plan_code
+                               ORDER BY r.from_year DESC) = 1
+), covering AS (
+    -- covered: an enrolment in the plan spans the admission date, and the admission is at
+    -- least waiting_days after the start of that enrolment's unbroken chain
+    SELECT m.*, e.plan_code, e.enrollment_id, e.chain_start, r.from_year AS rule_year,
+           r.priority, r.rate_bp, r.deductible_fen, r.per_stay_cap_fen, r.daily_allowance_fen,
+           r.allowance_days, r.annual_cap_fen
+    FROM matched m
+    JOIN enrollments e
+      ON e.national_id = m.national_id
+     AND m.admission_date BETWEEN e.coverage_start AND coalesce(e.coverage_end, {OPEN_END})
+    JOIN year_rules r ON r.plan_code = e.plan_code AND r.benefit_year = m.benefit_year
+    WHERE m.admission_date >= e.chain_start + r.waiting_days
+    QUALIFY row_number() OVER (PARTITION BY m.hospital_code, m.settlement_id, e.plan_code
+                               ORDER BY e.chain_start, e.enrollment_id) = 1
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY hospital_code, settlement_id
+                                 ORDER BY priority, plan_code) AS plan_rank
+    FROM covering
+), coordinated AS (
+    -- coordination: each plan sees what the plans before it left, before any annual cap
+    SELECT r.*, r.self_pay_in_scope_fen AS remaining_before_fen,
+           {_reimbursement("r.self_pay_in_scope_fen")} AS reimbursement_fen
+    FROM ranked r WHERE r.plan_rank = 1
+    UNION ALL
+    SELECT r.*, c.remaining_before_fen - c.reimbursement_fen AS remaining_before_fen,
+           {_reimbursement("(c.remaining_before_fen - c.reimbursement_fen)")}
+    FROM coordinated c
+    JOIN ranked r
+      ON r.hospital_code = c.hospital_code AND r.settlement_id = c.settlement_id
+     AND r.plan_rank = c.plan_rank + 1
+), amounts AS (
+    SELECT *,
+        greatest(0, remaining_before_fen - deductible_fen) AS base_fen,
+        daily_allowance_fen * least(los, allowance_days) AS allowance_fen,
+        reimbursement_fen + daily_allowance_fen * least(los, allowance_days) AS raw_fen
+    FROM coordinated
+), capped AS (
+    -- annual cap per (member, plan, benefit year), stays in (discharge, admission, hospital,
+    -- settlement) order: paid so far is min(cap, running sum), so each stay pays the increase
+    SELECT *, sum(raw_fen) OVER (
+        PARTITION BY national_id, plan_code, benefit_year
+        ORDER BY discharge_date, admission_date, hospital_code, settlement_id
+        ROWS UNBOUNDED PRECEDING) AS cum_fen
+    FROM amounts
+)
+SELECT hospital_code, settlement_id, plan_code, national_id, current_version, benefit_year,
+       rule_year, priority, enrollment_id, chain_start, remaining_before_fen, deductible_fen,
+       base_fen, rate_bp, per_stay_cap_fen, reimbursement_fen, allowance_fen, raw_fen,
+       annual_cap_fen,
+       least(annual_cap_fen, cum_fen - raw_fen)::BIGINT AS cap_used_before_fen,
+       (least(annual_cap_fen, cum_fen) - least(annual_cap_fen, cum_fen - raw_fen))::BIGINT
+           AS target_fen
+FROM capped
+"""
+
+OUTCOMES_SQL = """
+CREATE OR REPLACE TEMP TABLE new_outcomes AS
+SELECT c.hospital_code, c.settlement_id, c.current_version,
+    CASE
+        WHEN c.match_status <> 'matched' THEN c.match_status
+        WHEN t.plans IS NULL THEN 'not_covered'
+        WHEN t.paying > 0 THEN 'paid'
+        ELSE 'zero_benefit'
+    END AS status,
+    c.reason, c.national_id, c.match_method
+FROM calc_match c
+LEFT JOIN (
+    SELECT hospital_code, settlement_id, count(*) AS plans,
+           count(*) FILTER (WHERE target_fen > 0) AS paying
+    FROM new_targets GROUP BY ALL
+) t USING (hospital_code, settlement_id)
+"""
+
+# Keep the previous computation for the ledger's reasons, then swap in the new one.
+REPLACE_SQL = """
+CREATE OR REPLACE TEMP TABLE old_targets AS
+SELECT * FROM stay_plan_targets SEMI JOIN calc_keys USING (hospital_code, settlement_id);
+DELETE FROM stay_plan_targets t
+WHERE EXISTS (SELECT 1 FROM calc_keys k
+              WHERE k.hospital_code = t.hospital_code AND k.settlement_id = t.settlement_id);
+INSERT INTO stay_plan_targets BY NAME SELECT * FROM new_targets;
+DELETE FROM stay_outcomes o
+WHERE EXISTS (SELECT 1 FROM calc_keys k
+              WHERE k.hospital_code = o.hospital_code AND k.settlement_id = o.settlement_id);
+INSERT INTO stay_outcomes BY NAME SELECT * FROM new_outcomes;
+"""
+
+
+@dataclass(frozen=True)
+class Adjudicated:
+    """How much was recomputed."""
+
+    scope_stays: int
+    computed_stays: int
+
+
+def adjudicate(con: duckdb.DuckDBPyConnection, *, full: bool) -> Adjudicated:
+    """Recompute outcomes and plan targets for the commit's scope (inside its transaction).
+
+    ``full`` re-matches every stay: after a new snapshot, registry or rules. Otherwise the scope
+    is ``touched_stays`` (filled by staging).
+    """
+    if full:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE scope AS
+            SELECT hospital_code, settlement_id FROM stays
+            UNION SELECT hospital_code, settlement_id FROM stay_outcomes
+            """
+        )
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE scope AS SELECT DISTINCT * FROM touched_stays")
+    con.execute(MATCH_SQL)
+    run_script(con, CALC_SQL)
+    con.execute(TARGETS_SQL)
+    con.execute(OUTCOMES_SQL)
+    run_script(con, REPLACE_SQL)
+    scope = con.execute("SELECT count(*) FROM scope").fetchone()
+    computed = con.execute("SELECT count(*) FROM calc_keys").fetchone()
+    return Adjudicated(int(scope[0]) if scope else 0, int(computed[0]) if computed else 0)

@@ -1,0 +1,129 @@
+"""Post the ledger and the payment instructions of a run (payouts.md), inside its transaction.
+
+For every (stay, plan, member) the adjudication may have changed, one entry of
+``target − sum(entries so far)`` when that is not 0. Append-only: nothing here updates or
+deletes an entry, so re-running converges on the targets and never pays twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from storage.sql import run_script
+
+# Why an entry moves money, judged against what was posted and computed before.
+POST_SQL = """
+CREATE OR REPLACE TEMP TABLE new_entries AS
+WITH keys AS (
+    SELECT hospital_code, settlement_id, plan_code, national_id FROM new_targets
+    UNION
+    SELECT hospital_code, settlement_id, plan_code, national_id
+    FROM ledger_entries SEMI JOIN calc_keys USING (hospital_code, settlement_id)
+), posted AS (
+    SELECT hospital_code, settlement_id, plan_code, national_id,
+           sum(amount_fen) AS posted_fen, arg_max(version, posted_at) AS last_version
+    FROM ledger_entries SEMI JOIN calc_keys USING (hospital_code, settlement_id)
+    GROUP BY ALL
+), deltas AS (
+    SELECT k.*, coalesce(t.target_fen, 0) - coalesce(p.posted_fen, 0) AS amount_fen,
+        coalesce(s.current_version, p.last_version) AS version,
+        CASE
+            WHEN p.posted_fen IS NULL THEN 'initial'
+            WHEN s.record_type = 'V' THEN 'void'
+            WHEN s.current_version IS DISTINCT FROM p.last_version THEN 'correction'
+            WHEN t.national_id IS NOT NULL AND o.raw_fen = t.raw_fen
+                 AND o.national_id = t.national_id THEN 'reallocation'
+            ELSE 'eligibility'
+        END AS reason
+    FROM keys k
+    LEFT JOIN new_targets t USING (hospital_code, settlement_id, plan_code, national_id)
+    LEFT JOIN posted p USING (hospital_code, settlement_id, plan_code, national_id)
+    LEFT JOIN old_targets o USING (hospital_code, settlement_id, plan_code, national_id)
+    LEFT JOIN stays s USING (hospital_code, settlement_id)
+)
+SELECT * FROM deltas WHERE amount_fen <> 0
+"""
+
+INSERT_ENTRIES_SQL = """
+INSERT INTO ledger_entries
+SELECT $run_id || '-' || lpad(row_number() OVER (
+           ORDER BY hospital_code, settlement_id, plan_code, national_id)::VARCHAR, 8, '0'),
+       $run_id, hospital_code, settlement_id, version, plan_code, national_id,
+       amount_fen::BIGINT, reason, $posted_at
+FROM new_entries
+"""
+
+# payouts.md, *Payment instructions*: net this run's entries against what the member owes.
+INSTRUCTIONS_SQL = """
+CREATE OR REPLACE TEMP TABLE member_net AS
+SELECT r.national_id, r.entry_count,
+       r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
+       m.member_name, m.payee_account
+FROM (
+    SELECT national_id, sum(amount_fen) AS run_fen, count(*) AS entry_count
+    FROM ledger_entries WHERE run_id = $run_id GROUP BY ALL
+) r
+LEFT JOIN recovery_balances b USING (national_id)
+LEFT JOIN members m USING (national_id);
+
+INSERT INTO payment_instructions
+SELECT $batch_id || '-' || lpad(row_number() OVER (ORDER BY national_id)::VARCHAR, 6, '0'),
+       $batch_id, national_id, member_name, payee_account, net_fen::BIGINT, entry_count,
+       $created_at
+FROM member_net
+WHERE net_fen > 0 AND payee_account IS NOT NULL;
+
+-- What is not paid out is owed back (a payout with no payee on file is held as a negative
+-- balance and paid with the member's next payout).
+INSERT INTO recovery_balances
+SELECT national_id,
+       CASE WHEN net_fen > 0 AND payee_account IS NOT NULL THEN 0 ELSE -net_fen END::BIGINT
+FROM member_net
+ON CONFLICT (national_id) DO UPDATE SET recovery_due_fen = excluded.recovery_due_fen;
+"""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a run posted."""
+
+    entries: int
+    paid_fen: int
+    recovered_fen: int
+    batch_id: str | None
+    instructions: int
+    batch_fen: int
+
+
+def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: datetime) -> Posted:
+    """Append the ledger deltas and this run's payment instructions and batch."""
+    con.execute(POST_SQL)
+    con.execute(INSERT_ENTRIES_SQL, {"run_id": run_id, "posted_at": at})
+    run_script(con, INSTRUCTIONS_SQL, {"run_id": run_id, "batch_id": batch_id, "created_at": at})
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(amount_fen), 0) FROM payment_instructions "
+        "WHERE batch_id = ?",
+        [batch_id],
+    ).fetchone()
+    instructions, batch_fen = (int(row[0]), int(row[1])) if row else (0, 0)
+    if instructions:
+        con.execute(
+            "INSERT INTO payment_batches VALUES (?, ?, ?, ?, ?, NULL)",
+            [batch_id, run_id, at, instructions, batch_fen],
+        )
+    money = con.execute(
+        """
+        SELECT count(*),
+               coalesce(sum(amount_fen) FILTER (WHERE amount_fen > 0), 0),
+               coalesce(-sum(amount_fen) FILTER (WHERE amount_fen < 0), 0)
+        FROM ledger_entries WHERE run_id = ?
+        """,
+        [run_id],
+    ).fetchone()
+    entries, paid, recovered = (int(money[0]), int(money[1]), int(money[2])) if money else (0, 0, 0)
+    return Posted(
+        entries, paid, recovered, batch_id if instructions else None, instructions, batch_fen
+    )

@@ -1,0 +1,527 @@
+"""Stage validated discharge rows and keep partition state, inside the caller's transaction.
+
+Version rules of feeds.md are kept by construction: every accepted row of the partition contents
+in use stays in ``discharge_rows``; for each stay version the row of the earliest partition
+(``feed_date``, ``source``, then row order) stands, and a different row for the same version is a
+``version_conflict``. Both are recomputed for the stays a commit touches, so the outcome is the
+same whatever order partitions arrive in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from storage.warehouse import now
+
+DISCHARGES = "discharges"
+ENROLLMENTS = "enrollments"
+
+# The contract values after parsing: two rows with equal content are one delivery sent twice.
+CONTENT_MD5 = (
+    "md5(to_json({"
+    "'hospital_code': hospital_code, "
+    "'settlement_id': settlement_id, "
+    "'version': version, "
+    "'record_type': record_type, "
+    "'national_id': national_id, "
+    "'patient_name': patient_name, "
+    "'gender': gender, "
+    "'birth_date': birth_date, "
+    "'admission_date': admission_date, "
+    "'discharge_date': discharge_date, "
+    "'primary_diagnosis': primary_diagnosis, "
+    "'total_cost_fen': total_cost_fen, "
+    "'fund_paid_fen': fund_paid_fen, "
+    "'self_pay_in_scope_fen': self_pay_in_scope_fen, "
+    "'self_pay_out_of_scope_fen': self_pay_out_of_scope_fen, "
+    "'settled_at': epoch_us(settled_at)}))"
+)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What staging one partition content did."""
+
+    status: str  # succeeded | failed
+    rows_read: int
+    rows_quarantined: int
+    error: str | None
+
+
+def begin_commit(con: duckdb.DuckDBPyConnection) -> None:
+    """Start collecting the stays this commit touches."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE touched_stays "
+        "(hospital_code VARCHAR NOT NULL, settlement_id VARCHAR NOT NULL)"
+    )
+
+
+def _upsert_state(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    kind: str,
+    key: str,
+    day: date,
+    source: str,
+    status: str,
+    run_id: str,
+    content_hash: str | None = None,
+    applied_hash: str | None = None,
+    set_applied: bool = False,
+    rows_read: int = 0,
+    rows_quarantined: int = 0,
+    error: str | None = None,
+    warnings: dict[str, int] | None = None,
+    count_attempt: bool = False,
+    retry: bool = False,
+) -> None:
+    """Write a partition's latest state; attempts count tries of the same content."""
+    con.execute(
+        """
+        INSERT INTO partition_state AS p (kind, partition_key, day, source, status, content_hash,
+            applied_hash, rows_read, rows_quarantined, error, retry, attempts, warnings, run_id,
+            updated_at)
+        VALUES ($kind, $key, $day, $source, $status, $content_hash, $applied_hash, $rows_read,
+            $rows_quarantined, $error, $retry, CASE WHEN $count THEN 1 ELSE 0 END, $warnings,
+            $run_id, $now)
+        ON CONFLICT (kind, partition_key) DO UPDATE SET
+            status = excluded.status,
+            attempts = CASE
+                WHEN NOT $count THEN p.attempts
+                WHEN p.content_hash IS NOT DISTINCT FROM excluded.content_hash THEN p.attempts + 1
+                ELSE 1 END,
+            content_hash = coalesce(excluded.content_hash, p.content_hash),
+            applied_hash = CASE WHEN $set_applied THEN excluded.applied_hash
+                                ELSE p.applied_hash END,
+            rows_read = excluded.rows_read,
+            rows_quarantined = excluded.rows_quarantined,
+            error = excluded.error,
+            retry = excluded.retry,
+            warnings = excluded.warnings,
+            run_id = excluded.run_id,
+            updated_at = excluded.updated_at
+        """,
+        {
+            "kind": kind,
+            "key": key,
+            "day": day,
+            "source": source,
+            "status": status,
+            "content_hash": content_hash,
+            "applied_hash": applied_hash,
+            "set_applied": set_applied,
+            "rows_read": rows_read,
+            "rows_quarantined": rows_quarantined,
+            "error": error,
+            "count": count_attempt,
+            "retry": retry,
+            "warnings": json.dumps(warnings or {}, sort_keys=True),
+            "run_id": run_id,
+            "now": now(),
+        },
+    )
+
+
+def record_waiting(
+    con: duckdb.DuckDBPyConnection, *, kind: str, key: str, day: date, source: str, run_id: str
+) -> None:
+    """A folder without a manifest: a delivery in progress. A known partition keeps its state."""
+    con.execute(
+        """
+        INSERT INTO partition_state (kind, partition_key, day, source, status, rows_read,
+            rows_quarantined, attempts, run_id, updated_at)
+        VALUES (?, ?, ?, ?, 'waiting', 0, 0, 0, ?, ?)
+        ON CONFLICT (kind, partition_key) DO NOTHING
+        """,
+        [kind, key, day, source, run_id, now()],
+    )
+
+
+def mark_running(
+    con: duckdb.DuckDBPyConnection, *, kind: str, key: str, day: date, source: str, run_id: str
+) -> None:
+    """Shown while a run works on the partition; a killed run's leftovers are reset on the next."""
+    con.execute(
+        """
+        INSERT INTO partition_state AS p (kind, partition_key, day, source, status, rows_read,
+            rows_quarantined, attempts, run_id, updated_at)
+        VALUES (?, ?, ?, ?, 'running', 0, 0, 0, ?, ?)
+        ON CONFLICT (kind, partition_key) DO UPDATE SET status = 'running',
+            run_id = excluded.run_id, updated_at = excluded.updated_at
+        """,
+        [kind, key, day, source, run_id, now()],
+    )
+
+
+def reset_interrupted(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Partitions left ``running`` by a killed run are not done: say so, so the next run retries."""
+    rows = con.execute(
+        """
+        UPDATE partition_state
+        SET status = 'failed',
+            error = 'interrupted: the run ' || coalesce(run_id, '?')
+                    || ' stopped before it committed',
+            retry = true,
+            updated_at = ?
+        WHERE status = 'running' AND run_id IS DISTINCT FROM ?
+        RETURNING partition_key
+        """,
+        [now(), run_id],
+    ).fetchall()
+    return len(rows)
+
+
+def record_skipped(
+    con: duckdb.DuckDBPyConnection, *, kind: str, key: str, content_hash: str, run_id: str
+) -> None:
+    """Same content as the one in use: nothing to do. A known success keeps saying so."""
+    con.execute(
+        """
+        UPDATE partition_state
+        SET status = CASE WHEN status = 'succeeded' THEN 'succeeded' ELSE 'skipped' END,
+            content_hash = ?, error = NULL, run_id = ?, updated_at = ?,
+            rows_quarantined = (SELECT count(DISTINCT row_number) FROM quarantine q
+                                WHERE q.kind = partition_state.kind
+                                  AND q.partition_key = partition_state.partition_key
+                                  AND q.content_hash = partition_state.applied_hash)
+        WHERE kind = ? AND partition_key = ? AND status <> 'succeeded'
+        """,
+        [content_hash, run_id, now(), kind, key],
+    )
+
+
+def _store_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    kind: str,
+    key: str,
+    content_hash: str,
+    quarantine: pl.DataFrame,
+) -> None:
+    con.execute(
+        "DELETE FROM quarantine WHERE kind = ? AND partition_key = ? AND content_hash = ? "
+        "AND NOT derived",
+        [kind, key, content_hash],
+    )
+    if quarantine.height:
+        con.register("incoming_quarantine", quarantine)
+        con.execute(
+            """
+            INSERT INTO quarantine (kind, partition_key, content_hash, row_number, rule, message,
+                raw, derived)
+            SELECT ?, ?, ?, row_number, rule, message, raw, false FROM incoming_quarantine
+            """,
+            [kind, key, content_hash],
+        )
+        con.unregister("incoming_quarantine")
+
+
+def _forget_old_contents(con: duckdb.DuckDBPyConnection, kind: str, key: str) -> None:
+    """Quarantine rows of contents that are neither the latest nor the one in use."""
+    con.execute(
+        """
+        DELETE FROM quarantine q
+        WHERE q.kind = $kind AND q.partition_key = $key AND NOT EXISTS (
+            SELECT 1 FROM partition_state p
+            WHERE p.kind = q.kind AND p.partition_key = q.partition_key
+              AND q.content_hash IN (p.content_hash, p.applied_hash))
+        """,
+        {"kind": kind, "key": key},
+    )
+
+
+def record_failure(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    kind: str,
+    key: str,
+    day: date,
+    source: str,
+    content_hash: str | None,
+    error: str,
+    run_id: str,
+    rows_read: int = 0,
+    quarantine: pl.DataFrame | None = None,
+    retry: bool = False,
+) -> StageResult:
+    """The whole partition failed: keep why (and its bad rows); the content in use stays.
+
+    ``retry`` marks a failure that is not the data's fault (an I/O error): the next run tries
+    the same content again instead of waiting for a new delivery.
+    """
+    rows_quarantined = 0
+    if quarantine is not None and content_hash is not None:
+        _store_quarantine(con, kind=kind, key=key, content_hash=content_hash, quarantine=quarantine)
+        rows_quarantined = quarantine.get_column("row_number").n_unique()
+    _upsert_state(
+        con,
+        kind=kind,
+        key=key,
+        day=day,
+        source=source,
+        status="failed",
+        run_id=run_id,
+        content_hash=content_hash,
+        rows_read=rows_read,
+        rows_quarantined=rows_quarantined,
+        error=error,
+        count_attempt=True,
+        retry=retry,
+    )
+    _forget_old_contents(con, kind, key)
+    return StageResult("failed", rows_read, rows_quarantined, error)
+
+
+def _incoming_conflicts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Rows of ``incoming_rows`` that lose to an earlier row of the same stay version."""
+    return con.sql(
+        f"""
+        WITH candidates AS (
+            SELECT hospital_code, settlement_id, version, feed_date, source, row_number,
+                   content_md5, partition_key, raw, true AS is_incoming
+            FROM incoming_rows
+            UNION ALL
+            SELECT d.hospital_code, d.settlement_id, d.version, d.feed_date, d.source,
+                   d.row_number, d.content_md5, d.partition_key, d.raw, false
+            FROM discharge_rows d
+            SEMI JOIN incoming_rows i USING (hospital_code, settlement_id, version)
+            WHERE d.partition_key NOT IN (SELECT DISTINCT partition_key FROM incoming_rows)
+        ), ranked AS (
+            SELECT *,
+                first_value(content_md5) OVER w AS winner_md5,
+                first_value(partition_key) OVER w AS winner_partition,
+                first_value(row_number) OVER w AS winner_row
+            FROM candidates
+            WINDOW w AS (PARTITION BY hospital_code, settlement_id, version
+                         ORDER BY feed_date, source, row_number)
+        )
+        SELECT row_number, 'version_conflict' AS rule,
+               {_CONFLICT_MESSAGE} AS message, raw
+        FROM ranked
+        WHERE is_incoming AND content_md5 <> winner_md5
+        ORDER BY row_number
+        """
+    ).pl()
+
+
+_CONFLICT_MESSAGE = (
+    "'version ' || version || ' of this stay was first received in ' || winner_partition "
+    "|| ' (row ' || winner_row || ') with different content'"
+)
+
+
+def stage_discharges(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    key: str,
+    day: date,
+    source: str,
+    content_hash: str,
+    staged: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    rows_read: int,
+    warnings: dict[str, int],
+    threshold: float,
+    run_id: str,
+) -> StageResult:
+    """Replace the partition's rows with this content, unless too many rows are bad."""
+    con.register("staged_frame", staged)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE incoming_rows AS
+        SELECT ? AS partition_key, *, {CONTENT_MD5} AS content_md5 FROM staged_frame
+        """,
+        [key],
+    )
+    con.unregister("staged_frame")
+    conflicts = _incoming_conflicts(con)
+    all_bad = pl.concat([quarantine, conflicts], how="vertical_relaxed").sort("row_number", "rule")
+    bad_rows = all_bad.get_column("row_number").n_unique()
+    if rows_read and bad_rows / rows_read > threshold:
+        error = (
+            f"reject_threshold: {bad_rows} of {rows_read} rows quarantined "
+            f"({bad_rows / rows_read:.1%} > {threshold:.0%}); nothing of the partition is used. "
+            f"See `claims quarantine --partition {key}`"
+        )
+        return record_failure(
+            con,
+            kind=DISCHARGES,
+            key=key,
+            day=day,
+            source=source,
+            content_hash=content_hash,
+            error=error,
+            run_id=run_id,
+            rows_read=rows_read,
+            quarantine=all_bad,
+        )
+
+    # Stays whose rows change: the old content's and the new one's.
+    con.execute(
+        """
+        INSERT INTO touched_stays
+        SELECT DISTINCT hospital_code, settlement_id FROM discharge_rows WHERE partition_key = ?
+        UNION SELECT DISTINCT hospital_code, settlement_id FROM incoming_rows
+        """,
+        [key],
+    )
+    con.execute("DELETE FROM discharge_rows WHERE partition_key = ?", [key])
+    con.execute(
+        "DELETE FROM quarantine WHERE kind = ? AND partition_key = ? AND derived",
+        [DISCHARGES, key],
+    )
+    con.execute("INSERT INTO discharge_rows BY NAME SELECT * FROM incoming_rows")
+    _store_quarantine(
+        con, kind=DISCHARGES, key=key, content_hash=content_hash, quarantine=quarantine
+    )
+    _upsert_state(
+        con,
+        kind=DISCHARGES,
+        key=key,
+        day=day,
+        source=source,
+        status="succeeded",
+        run_id=run_id,
+        content_hash=content_hash,
+        applied_hash=content_hash,
+        set_applied=True,
+        rows_read=rows_read,
+        rows_quarantined=bad_rows,
+        warnings=warnings,
+        count_attempt=True,
+    )
+    _forget_old_contents(con, DISCHARGES, key)
+    return StageResult("succeeded", rows_read, bad_rows, None)
+
+
+def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:
+    """Re-derive conflicts and current records of the stays this commit touched."""
+    con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT * FROM touched_stays")
+    con.execute(
+        """
+        DELETE FROM quarantine q
+        WHERE q.derived AND EXISTS (SELECT 1 FROM touched t
+            WHERE t.hospital_code = q.hospital_code AND t.settlement_id = q.settlement_id)
+        """
+    )
+    con.execute(
+        f"""
+        INSERT INTO quarantine (kind, partition_key, content_hash, row_number, rule, message, raw,
+            derived, hospital_code, settlement_id)
+        SELECT 'discharges', r.partition_key, p.applied_hash, r.row_number, 'version_conflict',
+               {_CONFLICT_MESSAGE}, r.raw, true, r.hospital_code, r.settlement_id
+        FROM (
+            SELECT d.*,
+                first_value(content_md5) OVER w AS winner_md5,
+                first_value(partition_key) OVER w AS winner_partition,
+                first_value(row_number) OVER w AS winner_row
+            FROM discharge_rows d SEMI JOIN touched t USING (hospital_code, settlement_id)
+            WINDOW w AS (PARTITION BY hospital_code, settlement_id, version
+                         ORDER BY feed_date, source, row_number)
+        ) r
+        JOIN partition_state p ON p.kind = 'discharges' AND p.partition_key = r.partition_key
+        WHERE r.content_md5 <> r.winner_md5
+        """
+    )
+    # Partitions whose conflict rows may have changed: recount what they show.
+    con.execute(
+        """
+        UPDATE partition_state p
+        SET rows_quarantined = (
+            SELECT count(DISTINCT q.row_number) FROM quarantine q
+            WHERE q.kind = p.kind AND q.partition_key = p.partition_key
+              AND q.content_hash = p.content_hash)
+        WHERE p.kind = 'discharges' AND p.content_hash = p.applied_hash
+          AND p.partition_key IN (SELECT DISTINCT partition_key FROM discharge_rows d
+                                  SEMI JOIN touched t USING (hospital_code, settlement_id))
+        """
+    )
+    con.execute(
+        "DELETE FROM stays s WHERE EXISTS (SELECT 1 FROM touched t "
+        "WHERE t.hospital_code = s.hospital_code AND t.settlement_id = s.settlement_id)"
+    )
+    con.execute(
+        """
+        INSERT INTO stays BY NAME
+        SELECT hospital_code, settlement_id, version AS current_version, record_type, national_id,
+               is_valid_id, patient_name_norm, gender, birth_date, admission_date, discharge_date,
+               self_pay_in_scope_fen, feed_date, source
+        FROM (
+            SELECT d.*, row_number() OVER (
+                PARTITION BY hospital_code, settlement_id, version
+                ORDER BY feed_date, source, row_number) AS arrival
+            FROM discharge_rows d SEMI JOIN touched t USING (hospital_code, settlement_id)
+        )
+        WHERE arrival = 1
+        QUALIFY row_number() OVER (PARTITION BY hospital_code, settlement_id
+                                   ORDER BY version DESC) = 1
+        """
+    )
+    return con.execute("SELECT count(*) FROM touched").fetchone()[0]  # type: ignore[index]
+
+
+def record_success(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    kind: str,
+    key: str,
+    day: date,
+    source: str,
+    content_hash: str,
+    rows_read: int,
+    quarantine: pl.DataFrame,
+    warnings: dict[str, int],
+    run_id: str,
+) -> StageResult:
+    """A content now in use (an enrolment snapshot); its bad rows kept for the engineer."""
+    if quarantine.height:
+        _store_quarantine(con, kind=kind, key=key, content_hash=content_hash, quarantine=quarantine)
+    bad = quarantine.get_column("row_number").n_unique() if quarantine.height else 0
+    _upsert_state(
+        con,
+        kind=kind,
+        key=key,
+        day=day,
+        source=source,
+        status="succeeded",
+        run_id=run_id,
+        content_hash=content_hash,
+        applied_hash=content_hash,
+        set_applied=True,
+        rows_read=rows_read,
+        rows_quarantined=bad,
+        warnings=warnings,
+        count_attempt=True,
+    )
+    _forget_old_contents(con, kind, key)
+    return StageResult("succeeded", rows_read, bad, None)
+
+
+def partition_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple]:  # type: ignore[type-arg]
+    """(kind, key) → (status, content_hash, applied_hash, retry) of every known partition."""
+    rows = con.execute(
+        "SELECT kind, partition_key, status, content_hash, applied_hash, retry FROM partition_state"
+    ).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def mark_superseded(
+    con: duckdb.DuckDBPyConnection, *, loaded_key: str, older: list[tuple[str, date]], run_id: str
+) -> None:
+    """Older snapshots will never be loaded once a newer one is: they are skipped, and say why."""
+    for key, day in older:
+        _upsert_state(
+            con,
+            kind=ENROLLMENTS,
+            key=key,
+            day=day,
+            source="",
+            status="skipped",
+            run_id=run_id,
+            error=f"superseded by {loaded_key}",
+        )
