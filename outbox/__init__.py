@@ -1,0 +1,1 @@
+"""Pay and report: payment batch files and run reports, written atomically to the outbox."""
