@@ -1,0 +1,299 @@
+"""The ``claims`` command (operations.md, *Commands*).
+
+Exit status: 0 all well; 1 the run finished but some partition failed (the rest is committed);
+2 bad usage or configuration, nothing done; 3 the warehouse was busy with another run, nothing done.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from claims.config import ConfigError, Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="claims",
+    help="Pays hospitalisation benefits from nightly discharge feeds, without a claim form.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+Landing = Annotated[
+    Path | None,
+    typer.Option("--landing", envvar="CLAIMS_LANDING", help="Landing folder [data/landing]."),
+]
+Warehouse = Annotated[
+    Path | None,
+    typer.Option(
+        "--warehouse", envvar="CLAIMS_WAREHOUSE", help="Warehouse file [data/warehouse.duckdb]."
+    ),
+]
+Outbox = Annotated[
+    Path | None,
+    typer.Option("--outbox", envvar="CLAIMS_OUTBOX", help="Outbox folder [data/outbox]."),
+]
+DateOpt = Annotated[
+    str | None, typer.Option("--date", help="Feed date YYYY-MM-DD [yesterday, Asia/Shanghai].")
+]
+
+
+def _settings(landing: Path | None, warehouse: Path | None, outbox: Path | None) -> Settings:
+    return Settings.build(landing, warehouse, outbox)
+
+
+def _day(text: str | None, option: str = "--date") -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{option} must be a date YYYY-MM-DD") from None
+
+
+@contextmanager
+def _exit_codes() -> Iterator[None]:
+    """Map the pipeline's errors to the contract's exit statuses, with a message, no traceback."""
+    from landing.partitions import PartitionKeyError
+    from storage.warehouse import WarehouseBusy
+
+    try:
+        yield
+    except (ConfigError, PartitionKeyError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except WarehouseBusy as exc:
+        err.print(f"[yellow]busy:[/yellow] {exc}")
+        raise typer.Exit(EXIT_BUSY) from None
+
+
+def _prefect_env() -> None:
+    """Quiet, local defaults for Prefect; a configured PREFECT_API_URL is used as is."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The first start migrates a new SQLite database: on 2 busy cores that can take > 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
+
+
+def _run_flow(fn: Callable[[], T]) -> T:
+    """Run a flow; a flow that fails for a known reason re-raises it here."""
+    _prefect_env()
+    return fn()
+
+
+def _finish(results: list, report: bool = True) -> None:  # type: ignore[type-arg]
+    from rich.markdown import Markdown
+
+    from outbox.report import render_markdown
+
+    if report and results:
+        console.print(Markdown(render_markdown(results, title="claims: what happened")))
+    failed = any(r.failed for r in results)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@app.command()
+def run(
+    date_: DateOpt = None,
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """The nightly job: every ready partition with feed_date ≤ D not yet done, then pay."""
+    with _exit_codes():
+        settings = _settings(landing, warehouse, outbox)
+        day = _day(date_)
+        from flows.nightly import nightly
+
+        result = _run_flow(
+            lambda: nightly(
+                as_of=day,
+                command="run",
+                landing=str(settings.landing),
+                warehouse=str(settings.warehouse),
+                outbox=str(settings.outbox),
+            )
+        )
+    _finish([result])
+
+
+@app.command()
+def rerun(
+    partition: Annotated[
+        list[str] | None,
+        typer.Option("--partition", help="feed_date=YYYY-MM-DD/source=SOURCE (repeatable)."),
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed partition.")] = False,
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """Process partitions again even if their content did not change, then adjudicate and pay."""
+    from landing.partitions import parse_discharge_key
+
+    with _exit_codes():
+        if bool(partition) == failed:
+            raise ConfigError("give either --partition KEY (one or more) or --failed")
+        for key in partition or []:
+            parse_discharge_key(key)
+        settings = _settings(landing, warehouse, outbox)
+        from claims.dates import yesterday_in_shanghai
+        from flows.nightly import nightly
+
+        keys = list(partition or [])
+        as_of = max([parse_discharge_key(k)[0] for k in keys], default=yesterday_in_shanghai())
+        result = _run_flow(
+            lambda: nightly(
+                as_of=as_of,
+                command="rerun",
+                rerun_keys=keys or None,
+                rerun_failed=failed,
+                landing=str(settings.landing),
+                warehouse=str(settings.warehouse),
+                outbox=str(settings.outbox),
+            )
+        )
+    _finish([result])
+
+
+@app.command()
+def backfill(
+    from_: Annotated[str, typer.Option("--from", help="First feed date YYYY-MM-DD.")],
+    to: Annotated[str, typer.Option("--to", help="Last feed date YYYY-MM-DD.")],
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """`run` restricted to feed dates in [from, to], in date order, one commit per date."""
+    with _exit_codes():
+        first, last = _day(from_, "--from"), _day(to, "--to")
+        assert first is not None and last is not None
+        if first > last:
+            raise ConfigError("--from must not be after --to")
+        settings = _settings(landing, warehouse, outbox)
+        from flows.nightly import backfill as backfill_flow
+
+        results = _run_flow(
+            lambda: backfill_flow(
+                date_from=first,
+                date_to=last,
+                landing=str(settings.landing),
+                warehouse=str(settings.warehouse),
+                outbox=str(settings.outbox),
+            )
+        )
+    if not results:
+        console.print("No partitions with feed dates in that range.")
+    _finish(results)
+
+
+@app.command()
+def status(
+    date_: DateOpt = None,
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """Partitions by state, with rows, quarantined rows, errors, attempts; the last runs."""
+    from claims import views
+
+    with _exit_codes():
+        settings = _settings(landing, warehouse, outbox)
+        failed = views.print_status(console, settings, _day(date_))
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@app.command()
+def quarantine(
+    partition: Annotated[
+        str, typer.Option("--partition", help="feed_date=D/source=S or snapshot_date=D.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Also write the rows, unmasked, to this CSV file."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show on the terminal.")] = 50,
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """The quarantined rows of a partition with the rules they broke (personal data masked)."""
+    from claims import views
+
+    with _exit_codes():
+        settings = _settings(landing, warehouse, outbox)
+        views.print_quarantine(console, settings, partition, limit=limit, output=output)
+
+
+@app.command()
+def explain(
+    stay: Annotated[str, typer.Option("--stay", help="HOSPITAL_CODE/SETTLEMENT_ID.")],
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """How one stay's money was computed, step by step (personal data masked)."""
+    from claims import views
+
+    with _exit_codes():
+        settings = _settings(landing, warehouse, outbox)
+        views.print_explanation(console, settings, stay)
+
+
+@app.command()
+def demo(
+    folder: Annotated[
+        Path, typer.Option(help="Where to build the demo (landing, warehouse, outbox).")
+    ] = Path("data/demo"),
+    nights: Annotated[int, typer.Option(help="Nights of discharges to generate.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic data.")] = 7,
+) -> None:
+    """Build a realistic synthetic landing folder, run it night by night, show what happened."""
+    from claims.demo import run_demo
+
+    with _exit_codes():
+        # The demo prints its own account of each night; Prefect's task lines would drown it.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        _prefect_env()
+        code = run_demo(console, folder.resolve(), nights=nights, seed=seed)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="Cron schedule.")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="Time zone of the schedule.")] = "Asia/Shanghai",
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """Register the nightly Prefect deployment on its schedule and serve it (runs until stopped)."""
+    with _exit_codes():
+        settings = _settings(landing, warehouse, outbox)
+        _prefect_env()
+        from flows.deploy import serve_nightly
+
+        serve_nightly(settings, cron=cron, timezone=timezone)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
