@@ -597,3 +597,45 @@ def feed_dates_between(settings: Settings, first: date, last: date) -> list[date
 def cleanup(plan: RunPlan) -> None:
     """The staging folder of a committed run is not needed any more."""
     shutil.rmtree(plan.work_dir, ignore_errors=True)
+
+
+def run_local(
+    settings: Settings,
+    *,
+    command: str = "run",
+    as_of: date,
+    rerun_keys: list[str] | None = None,
+    rerun_failed: bool = False,
+    feed_dates: tuple[date, date] | None = None,
+) -> CommitResult:
+    """One whole commit without Prefect, in this thread: what the flows do, minus orchestration.
+
+    For tests, benchmarks and debugging; the flows add task names, retries and concurrency.
+    """
+    from storage.lock import run_lock
+
+    with run_lock(settings.warehouse, settings.lock_timeout_s):
+        plan = plan_run(
+            settings,
+            command=command,
+            as_of=as_of,
+            rerun_keys=rerun_keys,
+            rerun_failed=rerun_failed,
+            feed_dates=feed_dates,
+        )
+        validated = [
+            validate_partition(ref, work_dir=plan.work_dir, registry_file=plan.registry_file)
+            for ref in plan.discharges
+        ]
+        if plan.snapshot is not None:
+            validated.append(
+                validate_snapshot(
+                    plan.snapshot,
+                    work_dir=plan.work_dir,
+                    threshold=settings.snapshot_reject_threshold,
+                )
+            )
+        result = commit(settings, plan, validated)
+        issue(settings)
+        cleanup(plan)
+        return result
