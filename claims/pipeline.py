@@ -25,6 +25,7 @@ from landing.errors import PartitionError
 from landing.partitions import DISCHARGES, ENROLLMENTS, Partition, discover
 from schemas import discharge as discharge_schema
 from schemas import enrollment as enrollment_schema
+from schemas.quarantine import empty_quarantine
 from storage import batches as batch_store
 from storage import members as member_store
 from storage import staging
@@ -491,16 +492,20 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
 
 def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: CommitResult) -> bool:
     """Load a validated snapshot, or record why not. Returns whether enrolment changed."""
-    kw = {"kind": ENROLLMENTS, "key": v.key, "day": v.day, "source": "", "run_id": plan.run_id}
     quarantine = _read_quarantine(v.quarantine_path)
     if v.status == "failed" or v.staged_path is None:
         staging.record_failure(
             con,
+            kind=ENROLLMENTS,
+            key=v.key,
+            day=v.day,
+            source="",
+            run_id=plan.run_id,
             content_hash=v.content_hash,
             error=v.error or "failed",
             rows_read=v.rows_read,
             quarantine=quarantine,
-            **kw,
+            retry=v.retry,
         )
         result.partitions.setdefault("failed", []).append(v.key)
         result.errors[v.key] = v.error or "failed"
@@ -515,11 +520,15 @@ def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: Commi
     )
     staging.record_success(
         con,
+        kind=ENROLLMENTS,
+        key=v.key,
+        day=v.day,
+        source="",
+        run_id=plan.run_id,
         content_hash=v.content_hash or "",
         rows_read=v.rows_read,
-        quarantine=quarantine if quarantine is not None else pl.DataFrame(),
+        quarantine=quarantine if quarantine is not None else empty_quarantine(),
         warnings={},
-        **kw,
     )
     # Older snapshots are superseded: they will never be loaded.
     staging.mark_superseded(con, loaded_key=v.key, older=plan.older_snapshots, run_id=plan.run_id)
@@ -532,29 +541,34 @@ def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: Commi
 def _commit_discharges(
     con: Connection, settings: Settings, plan: RunPlan, v: Validated, result: CommitResult
 ) -> None:
-    kw = {"key": v.key, "day": v.day, "source": v.source, "run_id": plan.run_id}
     quarantine = _read_quarantine(v.quarantine_path)
     if v.status == "failed" or v.staged_path is None or v.content_hash is None:
         staged = staging.record_failure(
             con,
             kind=DISCHARGES,
+            key=v.key,
+            day=v.day,
+            source=v.source,
+            run_id=plan.run_id,
             content_hash=v.content_hash,
             error=v.error or "failed",
             rows_read=v.rows_read,
             quarantine=quarantine,
             retry=v.retry,
-            **kw,
         )
     else:
         staged = staging.stage_discharges(
             con,
+            key=v.key,
+            day=v.day,
+            source=v.source,
+            run_id=plan.run_id,
             content_hash=v.content_hash,
             staged=pl.read_parquet(v.staged_path),
-            quarantine=quarantine if quarantine is not None else pl.DataFrame(),
+            quarantine=quarantine if quarantine is not None else empty_quarantine(),
             rows_read=v.rows_read,
             warnings=v.warnings,
             threshold=settings.reject_threshold,
-            **kw,
         )
     result.partitions.setdefault(staged.status, []).append(v.key)
     result.rows_read += staged.rows_read
