@@ -12,7 +12,7 @@ from landing.readers import READ_ERROR
 from schemas.discharge import parse_date
 from schemas.enrollment import COLUMNS, ParsedEnrollment, RawEnrollment, StagedEnrollment
 from schemas.quarantine import combine, failures_to_quarantine
-from transforms.identity import id_columns
+from transforms.identity import with_id_columns
 from transforms.names import normalized_name
 
 
@@ -52,8 +52,7 @@ def validate_enrollments(raw: pl.DataFrame, *, snapshot_date: date) -> Validated
         pl.col(c).str.strip_chars().replace("", None) for c in present
     )
     raw_failures = _validate(RawEnrollment, trimmed)
-    parsed = trimmed.with_columns(
-        *id_columns(pl.col("national_id"), pl.lit(snapshot_date)),
+    parsed = with_id_columns(trimmed, "national_id", snapshot_date).with_columns(
         *(parse_date(pl.col(c)).alias(c) for c in ("birth_date", "coverage_start", "coverage_end")),
     )
     parsed_failures = _validate(ParsedEnrollment, parsed)
