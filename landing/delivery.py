@@ -197,7 +197,7 @@ def read_delivery(
             raise PartitionError(
                 "sha256", f"{f.name}: sha256 is {digest[:12]}…, the manifest says {f.sha256[:12]}…"
             )
-        frame = read_bytes(f.name, data, manifest.encoding)
+        frame = read_bytes(f.name, data, manifest.encoding, columns=wanted)
         if frame.height != f.rows:
             raise PartitionError(
                 "rows", f"{f.name}: read {frame.height} rows, the manifest says {f.rows}"

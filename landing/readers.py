@@ -13,10 +13,12 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Collection
 from decimal import Decimal
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from landing.errors import PartitionError
@@ -39,6 +41,13 @@ def file_format(name: str) -> str | None:
 def _decode(data: bytes, encoding: str, name: str) -> str:
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
+    if encoding == "gb18030" and not data.isascii() and _is_utf8(data):
+        # GB18030 decodes almost any bytes, so UTF-8 declared as GB18030 would be read as
+        # garbled names. Chinese text in GB18030 is practically never also valid UTF-8.
+        raise PartitionError(
+            "encoding",
+            f"{name} is declared gb18030 but is UTF-8 text; check the manifest's encoding",
+        )
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -49,8 +58,22 @@ def _decode(data: bytes, encoding: str, name: str) -> str:
         ) from None
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _csv_header(text: str, name: str) -> list[str]:
-    first = next(csv.reader(io.StringIO(text[: 64 * 1024])), None)
+    try:
+        first = next(csv.reader(io.StringIO(text[: 64 * 1024])), None)
+    except csv.Error:
+        # Lone \r line ends (the contract allows \n and \r\n) make the csv module raise.
+        raise PartitionError(
+            "csv_format", f"{name} is not well-formed CSV: the header row cannot be read"
+        ) from None
     if not first or all(not c.strip() for c in first):
         raise PartitionError("empty_file", f"{name} has no header row")
     header = [c.strip() for c in first]
@@ -87,7 +110,9 @@ def read_csv_text(text: str, name: str) -> pl.DataFrame:
     return frame
 
 
-def _arrow_to_strings(table: pa.Table, name: str) -> pl.DataFrame:
+def _arrow_to_strings(
+    table: pa.Table, name: str, wanted: Collection[str] | None = None
+) -> pl.DataFrame:
     """Typed Parquet columns become the strings a CSV sender would have written, exactly."""
     columns: dict[str, pl.Series] = {}
     names = table.column_names
@@ -96,6 +121,11 @@ def _arrow_to_strings(table: pa.Table, name: str) -> pl.DataFrame:
         raise PartitionError("duplicate_column", f"{name} has the column {dup!r} twice")
     for col_name, column in zip(names, table.columns, strict=True):
         typ = column.type
+        if wanted is not None and col_name not in wanted:
+            # Extra columns are allowed and ignored (feeds.md), whatever their type: a float or
+            # a list beside the contract's columns must not fail the partition.
+            columns[col_name] = pl.repeat(None, table.num_rows, dtype=pl.String, eager=True)
+            continue
         if pa.types.is_floating(typ) or pa.types.is_boolean(typ):
             # Money must never pass through a float; a float column is the sender's bug.
             raise PartitionError(
@@ -115,16 +145,44 @@ def _arrow_to_strings(table: pa.Table, name: str) -> pl.DataFrame:
                 col_name, [_decimal_text(v) for v in column.to_pylist()], pl.String
             )
         elif pa.types.is_date(typ):
+            if _dates_out_of_range(column):
+                # polars panics (a crash, not an error) formatting such a date.
+                raise PartitionError(
+                    "column_value", f"{name}: column {col_name!r} has a date outside 0001-9999"
+                )
             columns[col_name] = _series(col_name, column).cast(pl.Date).dt.to_string("%Y-%m-%d")
         elif pa.types.is_timestamp(typ):
-            columns[col_name] = pl.Series(
-                col_name, [_timestamp_text(v) for v in column.to_pylist()], pl.String
-            )
+            if typ.unit == "ns":
+                # Python datetimes stop at microseconds (nanoseconds would raise), and so does the
+                # warehouse: cut to microseconds, as parsing a CSV value with nanoseconds does.
+                column = column.cast(pa.timestamp("us", tz=typ.tz), safe=False)
+            try:
+                texts = [_timestamp_text(v) for v in column.to_pylist()]
+            except (ValueError, OverflowError):
+                raise PartitionError(
+                    "column_value", f"{name}: column {col_name!r} has a time outside 0001-9999"
+                ) from None
+            columns[col_name] = pl.Series(col_name, texts, pl.String)
         else:
             raise PartitionError(
                 "column_type", f"{name}: column {col_name!r} has the unsupported type {typ}"
             )
     return pl.DataFrame(columns) if columns else pl.DataFrame()
+
+
+# Python's date range in days since 1970-01-01: what can be written as YYYY-MM-DD.
+_FIRST_DAY = (dt.date.min - dt.date(1970, 1, 1)).days
+_LAST_DAY = (dt.date.max - dt.date(1970, 1, 1)).days
+
+
+def _dates_out_of_range(column: pa.ChunkedArray) -> bool:
+    if pa.types.is_date32(column.type):
+        days = column.cast(pa.int32())
+    else:  # date64: milliseconds
+        days = pc.floor(pc.divide(column.cast(pa.int64()).cast(pa.float64()), 86_400_000))
+    bounds = pc.min_max(days)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    return low is not None and (low < _FIRST_DAY or high > _LAST_DAY)
 
 
 def _series(name: str, column: pa.ChunkedArray) -> pl.Series:
@@ -160,19 +218,42 @@ def _json_value(value: object) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
 def read_jsonl_text(text: str) -> pl.DataFrame:
     """One JSON object per non-blank line; any other line becomes a row with a read error."""
     records: list[dict[str, str | None]] = []
-    for line in text.splitlines():
+    # Lines end at \n (or \r\n) only: str.splitlines would also split inside values at
+    # U+2028, U+0085 and other separators.
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
+        error = "the line is not a JSON object"
         try:
-            # parse_float=Decimal keeps 12.30 as 12.30: JSON numbers never become floats.
-            obj = json.loads(line, parse_float=Decimal)
-        except (json.JSONDecodeError, RecursionError):
+            # Numbers stay the text that was sent (12.30, 1e5): never floats, never re-rendered.
+            obj = json.loads(
+                line,
+                parse_float=str,
+                parse_int=str,
+                parse_constant=str,
+                object_pairs_hook=_unique_pairs,
+            )
+        except _DuplicateKey:
+            obj, error = None, "the object has a key twice"
+        except (ValueError, RecursionError):
             obj = None
         if not isinstance(obj, dict):
-            records.append({READ_ERROR: "the line is not a JSON object", "_line": line[:4096]})
+            records.append({READ_ERROR: error, "_line": line[:4096]})
             continue
         records.append({str(k): _json_value(v) for k, v in obj.items()})
     if not records:
@@ -185,15 +266,20 @@ def read_jsonl_text(text: str) -> pl.DataFrame:
     )
 
 
-def read_bytes(name: str, data: bytes, encoding: str) -> pl.DataFrame:
-    """Parse one data file's bytes (already checked against its sha256), all columns as strings."""
+def read_bytes(
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None = None
+) -> pl.DataFrame:
+    """Parse one data file's bytes (already checked against its sha256), all columns as strings.
+
+    ``columns`` are the ones the caller uses; Parquet columns beyond them are not converted.
+    """
     fmt = file_format(name)
     if fmt == "parquet":
         try:
             table = pq.read_table(io.BytesIO(data))
         except (pa.ArrowException, OSError, ValueError):
             raise PartitionError("parquet", f"{name} is not a readable Parquet file") from None
-        return _arrow_to_strings(table, name)
+        return _arrow_to_strings(table, name, columns)
     if fmt == "csv.gz":
         try:
             data = gzip.decompress(data)

@@ -277,20 +277,19 @@ def record_failure(
     return StageResult("failed", rows_read, rows_quarantined, error)
 
 
-def _incoming_conflicts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Rows of ``incoming_rows`` that lose to an earlier row of the same stay version."""
+def _conflicts_within(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Rows of ``incoming_rows`` that repeat an earlier row's stay version with other content.
+
+    Only conflicts inside the partition count toward its reject threshold: whether another
+    partition's row was seen first depends on processing order, and the threshold must not.
+    Conflicts across partitions are derived afterwards (``refresh_touched_stays``).
+    """
     return con.sql(
         f"""
         WITH candidates AS (
             SELECT hospital_code, settlement_id, version, feed_date, source, row_number,
                    content_md5, partition_key, raw, true AS is_incoming
             FROM incoming_rows
-            UNION ALL
-            SELECT d.hospital_code, d.settlement_id, d.version, d.feed_date, d.source,
-                   d.row_number, d.content_md5, d.partition_key, d.raw, false
-            FROM discharge_rows d
-            SEMI JOIN incoming_rows i USING (hospital_code, settlement_id, version)
-            WHERE d.partition_key NOT IN (SELECT DISTINCT partition_key FROM incoming_rows)
         ), ranked AS (
             SELECT *,
                 first_value(content_md5) OVER w AS winner_md5,
@@ -313,6 +312,11 @@ _CONFLICT_MESSAGE = (
     "'version ' || version || ' of this stay was first received in ' || winner_partition "
     "|| ' (row ' || winner_row || ') with different content'"
 )
+
+
+def _percent(share: float) -> str:
+    """0.05 → '5%', 0.056 → '5.6%', 0.10638 → '10.64%'."""
+    return f"{share * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
 def stage_discharges(
@@ -339,14 +343,14 @@ def stage_discharges(
         [key],
     )
     con.unregister("staged_frame")
-    conflicts = _incoming_conflicts(con)
+    conflicts = _conflicts_within(con)
     all_bad = pl.concat([quarantine, conflicts], how="vertical_relaxed").sort("row_number", "rule")
     bad_rows = all_bad.get_column("row_number").n_unique()
     if rows_read and bad_rows / rows_read > threshold:
         error = (
             f"reject_threshold: {bad_rows} of {rows_read} rows quarantined "
-            f"({bad_rows / rows_read:.1%} > {threshold:.0%}); nothing of the partition is used. "
-            f"See `claims quarantine --partition {key}`"
+            f"({_percent(bad_rows / rows_read)} > {_percent(threshold)}); nothing of the "
+            f"partition is used. See `claims quarantine --partition {key}`"
         )
         return record_failure(
             con,

@@ -111,7 +111,12 @@ def validate_discharges(
     staged = _staged(good, feed_date=feed_date, source=source)
     warnings = {
         "unknown_diagnosis": int((~staged.get_column("is_known_diagnosis")).sum()),
-        "invalid_national_id": int((~staged.get_column("is_valid_id")).sum()),
+        # Not quarantine reasons (matching falls back to name, birth date and gender), but a
+        # sender whose numbers go bad should show up in the report.
+        "missing_national_id": int((staged.get_column("national_id") == "").sum()),
+        "invalid_national_id": int(
+            (~staged.get_column("is_valid_id") & (staged.get_column("national_id") != "")).sum()
+        ),
     }
     return ValidatedRows(staged, quarantine, rows_read=raw.height, warnings=warnings)
 
@@ -121,31 +126,35 @@ def _staged(good: pl.DataFrame, *, feed_date: date, source: str) -> pl.DataFrame
         good = good.with_columns(pl.lit(None, pl.String).alias("national_id"))
     # One pass for the four identity columns: as separate expressions polars would repeat the
     # shared normalisation for each (3.5x the work).
-    staged = with_id_columns(good, "national_id", feed_date).with_columns(
-        normalized_name(pl.col("patient_name")).alias("patient_name_norm"),
-        is_known(pl.col("primary_diagnosis")).alias("is_known_diagnosis"),
-        pl.lit(source).alias("source"),
-    ).select(
-        "feed_date",
-        "source",
-        "row_number",
-        "hospital_code",
-        "settlement_id",
-        "version",
-        "record_type",
-        "national_id",
-        "is_valid_id",
-        "patient_name",
-        "patient_name_norm",
-        "gender",
-        "birth_date",
-        "admission_date",
-        "discharge_date",
-        pl.col("primary_diagnosis"),
-        "is_known_diagnosis",
-        *(f"{m}_fen" for m in MONEY),
-        "settled_at",
-        "raw",
+    staged = (
+        with_id_columns(good, "national_id", feed_date)
+        .with_columns(
+            normalized_name(pl.col("patient_name")).alias("patient_name_norm"),
+            is_known(pl.col("primary_diagnosis")).alias("is_known_diagnosis"),
+            pl.lit(source).alias("source"),
+        )
+        .select(
+            "feed_date",
+            "source",
+            "row_number",
+            "hospital_code",
+            "settlement_id",
+            "version",
+            "record_type",
+            "national_id",
+            "is_valid_id",
+            "patient_name",
+            "patient_name_norm",
+            "gender",
+            "birth_date",
+            "admission_date",
+            "discharge_date",
+            pl.col("primary_diagnosis"),
+            "is_known_diagnosis",
+            *(f"{m}_fen" for m in MONEY),
+            "settled_at",
+            "raw",
+        )
     )
     # A staged row breaking its contract is our bug: fail loudly rather than store it.
     return StagedDischarge.validate(staged)
