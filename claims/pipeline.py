@@ -28,10 +28,9 @@ from schemas import enrollment as enrollment_schema
 from schemas.quarantine import empty_quarantine
 from storage import batches as batch_store
 from storage import members as member_store
-from storage import staging
+from storage import runs, staging
 from storage.adjudication import adjudicate
 from storage.ledger import post
-from storage import runs
 from storage.reference import replace_reference, stored_hash, stored_registry
 from storage.warehouse import Connection, open_warehouse, transaction
 from transforms.discharges import validate_discharges
@@ -78,7 +77,7 @@ class RunPlan:
     waiting: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     reissued: list[str] = field(default_factory=list)
-    older_snapshots: list[tuple[str, date]] = field(default_factory=list)
+    ready_snapshots: list[tuple[str, date]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -246,11 +245,7 @@ def plan_run(
             raise ConfigError(f"partition {key} has no _manifest.json yet: it is still arriving")
 
         snapshot = _choose_snapshot(con, found.snapshots, states, force=rerun_keys is not None)
-        older = [
-            (p.key, p.day)
-            for p in found.snapshots
-            if snapshot is not None and p.is_ready and p.day < snapshot.day
-        ]
+        ready_snapshots = [(p.key, p.day) for p in found.snapshots if p.is_ready]
         with transaction(con):
             for p in waiting:
                 staging.record_waiting(
@@ -290,7 +285,7 @@ def plan_run(
         waiting=[w.key for w in waiting],
         ignored=[scrub(i) for i in found.ignored],
         reissued=reissued,
-        older_snapshots=older,
+        ready_snapshots=ready_snapshots,
     )
 
 
@@ -463,6 +458,7 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
             (v for v in validated if v.kind == DISCHARGES), key=lambda v: (v.day, v.source)
         ):
             _commit_discharges(con, settings, plan, v, result)
+        staging.mark_superseded(con, ready=plan.ready_snapshots, run_id=plan.run_id)
         staging.refresh_touched_stays(con)
         fault_point("after_staging")
         result.full_recompute = full or not runs.has_outcomes(con)
@@ -530,8 +526,6 @@ def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: Commi
         quarantine=quarantine if quarantine is not None else empty_quarantine(),
         warnings={},
     )
-    # Older snapshots are superseded: they will never be loaded.
-    staging.mark_superseded(con, loaded_key=v.key, older=plan.older_snapshots, run_id=plan.run_id)
     result.partitions.setdefault("succeeded", []).append(v.key)
     result.snapshot, result.snapshot_rows = v.key, rows
     result.rows_quarantined += v.rows_quarantined

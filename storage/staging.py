@@ -515,17 +515,35 @@ def partition_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tu
 
 
 def mark_superseded(
-    con: duckdb.DuckDBPyConnection, *, loaded_key: str, older: list[tuple[str, date]], run_id: str
+    con: duckdb.DuckDBPyConnection, *, ready: list[tuple[str, date]], run_id: str
 ) -> None:
-    """Older snapshots will never be loaded once a newer one is: they are skipped, and say why."""
-    for key, day in older:
-        _upsert_state(
-            con,
-            kind=ENROLLMENTS,
-            key=key,
-            day=day,
-            source="",
-            status="skipped",
-            run_id=run_id,
-            error=f"superseded by {loaded_key}",
+    """Ready snapshots older than the one in effect will never be loaded: skipped, saying why.
+
+    Also for a snapshot that arrives after a newer one was loaded (one row per partition).
+    """
+    row = con.execute("SELECT snapshot_date FROM current_snapshot").fetchone()
+    if row is None:
+        return
+    in_effect: date = row[0]
+    loaded_key = f"snapshot_date={in_effect.isoformat()}"
+    for key, day in ready:
+        if day >= in_effect:
+            continue
+        con.execute(
+            """
+            INSERT INTO partition_state AS p (kind, partition_key, day, source, status, error,
+                rows_read, rows_quarantined, attempts, run_id, updated_at)
+            VALUES ('enrollments', $key, $day, '', 'skipped', $error, 0, 0, 0, $run_id, $now)
+            ON CONFLICT (kind, partition_key) DO UPDATE SET
+                status = 'skipped', error = excluded.error, run_id = excluded.run_id,
+                updated_at = excluded.updated_at
+            WHERE p.status <> 'skipped' OR p.error IS DISTINCT FROM excluded.error
+            """,
+            {
+                "key": key,
+                "day": day,
+                "error": f"superseded by {loaded_key}",
+                "run_id": run_id,
+                "now": now(),
+            },
         )
