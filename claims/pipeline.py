@@ -25,7 +25,7 @@ from landing.errors import PartitionError
 from landing.partitions import DISCHARGES, ENROLLMENTS, Partition, discover
 from schemas import discharge as discharge_schema
 from schemas import enrollment as enrollment_schema
-from schemas.quarantine import empty_quarantine
+from schemas.quarantine import empty_quarantine, over_threshold, threshold_error
 from storage import batches as batch_store
 from storage import members as member_store
 from storage import runs, staging
@@ -34,7 +34,7 @@ from storage.ledger import post
 from storage.reference import replace_reference, stored_hash, stored_registry
 from storage.warehouse import Connection, open_warehouse, transaction
 from transforms.discharges import validate_discharges
-from transforms.enrollments import validate_enrollments
+from transforms.enrollments import validate_in_slices
 from transforms.reference import Reference, ReferenceError, load_registry, load_rules, registry_path
 
 log = logging.getLogger("claims")
@@ -355,38 +355,44 @@ def validate_partition(ref: PartitionRef, *, work_dir: str, registry_file: str) 
 
 
 def validate_snapshot(ref: PartitionRef, *, work_dir: str, threshold: float) -> Validated:
-    """Read and validate an enrolment snapshot; over the threshold it fails as a whole."""
+    """Read and validate an enrolment snapshot in slices; over the threshold it fails whole.
+
+    Staged slices are written as ``staged/part-NNNN.parquet`` for the warehouse to load in one
+    statement, so memory does not grow with the snapshot beyond its raw text.
+    """
     partition = ref.partition()
     content_hash: str | None = None
+    out = _partition_dir(Path(work_dir), ref.key)
+    staged_dir = out / "staged"
+    staged_dir.mkdir(parents=True, exist_ok=True)
+    quarantines: list[pl.DataFrame] = []
+    rows_read = 0
     try:
         content_hash = partition.content_hash()
         delivery = read_delivery(
             partition, enrollment_schema.REQUIRED, optional=enrollment_schema.OPTIONAL
         )
-        snap = validate_enrollments(delivery.frame, snapshot_date=ref.day)
+        for i, part in enumerate(validate_in_slices(delivery.frame, snapshot_date=ref.day)):
+            # lz4: the file lives for one run; zstd would cost twice the CPU for nothing.
+            part.staged.write_parquet(staged_dir / f"part-{i:04d}.parquet", compression="lz4")
+            quarantines.append(part.quarantine)
+            rows_read += part.rows_read
+        del delivery
     except PartitionError as exc:
         return Validated(ref.kind, ref.key, ref.day, "", content_hash, "failed", error=str(exc))
-    out = _partition_dir(Path(work_dir), ref.key)
-    out.mkdir(parents=True, exist_ok=True)
-    snap.quarantine.write_parquet(out / "quarantine.parquet")
-    bad = snap.rows_quarantined
-    if snap.rows_read and bad / snap.rows_read > threshold:
+    quarantine = pl.concat(quarantines) if quarantines else empty_quarantine()
+    quarantine.write_parquet(out / "quarantine.parquet")
+    bad = quarantine.get_column("row_number").n_unique()
+    common = {
+        "rows_read": rows_read,
+        "rows_quarantined": bad,
+        "quarantine_path": str(out / "quarantine.parquet"),
+    }
+    if over_threshold(bad, rows_read, threshold):
+        error = threshold_error(bad, rows_read, threshold, "the current enrolment stays")
         return Validated(
-            ref.kind,
-            ref.key,
-            ref.day,
-            "",
-            content_hash,
-            "failed",
-            rows_read=snap.rows_read,
-            rows_quarantined=bad,
-            error=(
-                f"reject_threshold: {bad} of {snap.rows_read} rows quarantined "
-                f"({bad / snap.rows_read:.1%} > {threshold:.0%}); the current enrolment stays"
-            ),
-            quarantine_path=str(out / "quarantine.parquet"),
+            ref.kind, ref.key, ref.day, "", content_hash, "failed", error=error, **common
         )
-    snap.staged.write_parquet(out / "staged.parquet")
     return Validated(
         ref.kind,
         ref.key,
@@ -394,10 +400,8 @@ def validate_snapshot(ref: PartitionRef, *, work_dir: str, threshold: float) -> 
         "",
         content_hash,
         "validated",
-        rows_read=snap.rows_read,
-        rows_quarantined=bad,
-        staged_path=str(out / "staged.parquet"),
-        quarantine_path=str(out / "quarantine.parquet"),
+        staged_path=str(staged_dir),
+        **common,
     )
 
 

@@ -48,10 +48,12 @@ class RawEnrollment(pa.DataFrameModel):
     def present(cls, data: PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(col(data).is_not_null())
 
-    @pa.check("enrollment_id", error=rule("invalid_value", "repeats within the snapshot"))
+    # Marked on the whole snapshot before it is validated in slices (mark_repeated_ids).
+    is_repeated_id: Series[bool]
+
+    @pa.check("is_repeated_id", error=rule("invalid_value", "repeats within the snapshot"))
     def unique_id(cls, data: PolarsData) -> pl.LazyFrame:
-        c = col(data)
-        return passes(data, c.is_null() | c.is_unique())
+        return passes(data, ~col(data))
 
     @pa.check("member_name", error=rule("invalid_value", "must be 1-50 characters, no controls"))
     def name_shape(cls, data: PolarsData) -> pl.LazyFrame:

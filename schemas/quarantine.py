@@ -104,3 +104,21 @@ def combine(failures: list[pl.DataFrame], raw: pl.DataFrame) -> pl.DataFrame:
         .sort("row_number", "rule")
         .select(list(QUARANTINE_SCHEMA))
     )
+
+
+def over_threshold(bad_rows: int, rows_read: int, threshold: float) -> bool:
+    """Quarantined rows exceed the reject threshold (strictly: exactly at it still succeeds)."""
+    return rows_read > 0 and bad_rows / rows_read > threshold
+
+
+def _percent(share: float) -> str:
+    """0.05 → '5%', 0.056 → '5.6%', 0.10638 → '10.64%'."""
+    return f"{share * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def threshold_error(bad_rows: int, rows_read: int, threshold: float, consequence: str) -> str:
+    """The reason a partition fails its reject threshold, with the numbers."""
+    return (
+        f"reject_threshold: {bad_rows} of {rows_read} rows quarantined "
+        f"({_percent(bad_rows / rows_read)} > {_percent(threshold)}); {consequence}"
+    )

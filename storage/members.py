@@ -16,24 +16,51 @@ from storage.warehouse import now
 
 # Gaps and islands per (person, plan): an enrolment continues the chain when it starts no later
 # than the day after every earlier one has ended; chain_start is the first day of its chain.
+# Starts only grow in this order, so the chain's start is the latest chain-opening start so
+# far: two windows over one sort. Most (person, plan) pairs have a single enrolment, which is its
+# own chain: only the others pay for the sort.
 _CHAINS = """
-WITH ordered AS (
-    SELECT *,
+WITH several AS (
+    SELECT national_id, plan_code FROM staged_enrollments GROUP BY ALL HAVING count(*) > 1
+), ordered AS (
+    SELECT e.*,
         max(coalesce(coverage_end, DATE '9999-12-31')) OVER (
             PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_until
-    FROM staged_enrollments
-), islands AS (
-    SELECT *,
-        sum(CASE WHEN covered_until IS NULL OR coverage_start > covered_until + 1 THEN 1 ELSE 0 END)
-            OVER (PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
-                  ROWS UNBOUNDED PRECEDING) AS chain_no
-    FROM ordered
+    FROM staged_enrollments e SEMI JOIN several USING (national_id, plan_code)
 )
 SELECT enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code,
        coverage_start, coverage_end, payee_account,
-       min(coverage_start) OVER (PARTITION BY national_id, plan_code, chain_no) AS chain_start
-FROM islands
+       max(CASE WHEN covered_until IS NULL OR coverage_start > covered_until + 1
+                THEN coverage_start END) OVER (
+           PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
+           ROWS UNBOUNDED PRECEDING) AS chain_start
+FROM ordered
+UNION ALL
+SELECT enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code,
+       coverage_start, coverage_end, payee_account, coverage_start AS chain_start
+FROM staged_enrollments e ANTI JOIN several USING (national_id, plan_code)
+"""
+
+# A person's attributes come from their latest enrolment (by coverage_start, then
+# enrollment_id); a person with one enrolment needs no comparison at all.
+_MEMBERS = """
+WITH several AS (
+    SELECT national_id FROM enrollments GROUP BY ALL HAVING count(*) > 1
+)
+SELECT national_id, member_name, member_name_norm, gender, birth_date, payee_account
+FROM enrollments ANTI JOIN several USING (national_id)
+UNION ALL
+SELECT national_id, latest.member_name, latest.member_name_norm, latest.gender,
+       latest.birth_date, latest.payee_account
+FROM (
+    SELECT national_id,
+        max_by({'member_name': member_name, 'member_name_norm': member_name_norm,
+                'gender': gender, 'birth_date': birth_date, 'payee_account': payee_account},
+               (coverage_start, enrollment_id)) AS latest
+    FROM enrollments SEMI JOIN several USING (national_id)
+    GROUP BY national_id
+)
 """
 
 
@@ -51,20 +78,14 @@ def load_snapshot(
     content_hash: str,
     run_id: str,
 ) -> int:
-    """Replace enrolment with the staged snapshot (inside the caller's transaction)."""
-    con.read_parquet(str(staged_parquet)).create_view("staged_enrollments", replace=True)
+    """Replace enrolment with the staged snapshot's Parquet slices (inside the transaction)."""
+    con.read_parquet(str(staged_parquet / "*.parquet")).create_view(
+        "staged_enrollments", replace=True
+    )
     con.execute("DELETE FROM enrollments")
     con.execute(f"INSERT INTO enrollments BY NAME {_CHAINS}")
     con.execute("DELETE FROM members")
-    con.execute(
-        """
-        INSERT INTO members BY NAME
-        SELECT national_id, member_name, member_name_norm, gender, birth_date, payee_account
-        FROM enrollments
-        QUALIFY row_number() OVER (PARTITION BY national_id
-                                   ORDER BY coverage_start DESC, enrollment_id DESC) = 1
-        """
-    )
+    con.execute(f"INSERT INTO members BY NAME {_MEMBERS}")
     count = con.execute("SELECT count(*) FROM enrollments").fetchone()[0]  # type: ignore[index]
     con.execute("DELETE FROM current_snapshot")
     con.execute(

@@ -16,6 +16,7 @@ from datetime import date
 import duckdb
 import polars as pl
 
+from schemas.quarantine import over_threshold, threshold_error
 from storage.warehouse import now
 
 DISCHARGES = "discharges"
@@ -314,11 +315,6 @@ _CONFLICT_MESSAGE = (
 )
 
 
-def _percent(share: float) -> str:
-    """0.05 → '5%', 0.056 → '5.6%', 0.10638 → '10.64%'."""
-    return f"{share * 100:.2f}".rstrip("0").rstrip(".") + "%"
-
-
 def stage_discharges(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -346,11 +342,12 @@ def stage_discharges(
     conflicts = _conflicts_within(con)
     all_bad = pl.concat([quarantine, conflicts], how="vertical_relaxed").sort("row_number", "rule")
     bad_rows = all_bad.get_column("row_number").n_unique()
-    if rows_read and bad_rows / rows_read > threshold:
-        error = (
-            f"reject_threshold: {bad_rows} of {rows_read} rows quarantined "
-            f"({_percent(bad_rows / rows_read)} > {_percent(threshold)}); nothing of the "
-            f"partition is used. See `claims quarantine --partition {key}`"
+    if over_threshold(bad_rows, rows_read, threshold):
+        error = threshold_error(
+            bad_rows,
+            rows_read,
+            threshold,
+            f"nothing of the partition is used. See `claims quarantine --partition {key}`",
         )
         return record_failure(
             con,
