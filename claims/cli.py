@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from claims.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from claims.pipeline import CommitResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -30,7 +34,6 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-T = TypeVar("T")
 
 Landing = Annotated[
     Path | None,
@@ -67,17 +70,54 @@ def _day(text: str | None, option: str = "--date") -> date | None:
 @contextmanager
 def _exit_codes() -> Iterator[None]:
     """Map the pipeline's errors to the contract's exit statuses, with a message, no traceback."""
+    from rich.markup import escape
+
+    from claims.pii import scrub
     from landing.partitions import PartitionKeyError
     from storage.warehouse import WarehouseBusy
 
+    def say(label: str, exc: Exception) -> None:
+        err.print(f"{label} {escape(scrub(str(exc))[:500])}", highlight=False)
+
     try:
         yield
+    except typer.Exit:
+        raise
     except (ConfigError, PartitionKeyError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        say("[red]error:[/red]", exc)
         raise typer.Exit(EXIT_USAGE) from None
     except WarehouseBusy as exc:
-        err.print(f"[yellow]busy:[/yellow] {exc}")
+        say("[yellow]busy:[/yellow]", exc)
         raise typer.Exit(EXIT_BUSY) from None
+    except Exception as exc:
+        # Never a bare traceback, which could quote a value: what stopped, scrubbed. Re-running
+        # is safe; the Prefect flow run's log has the (scrubbed) details.
+        say(f"[red]error:[/red] {type(exc).__name__}:", exc)
+        err.print("`claims status` shows the state of the warehouse.")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+@contextmanager
+def _one_run(settings: Settings) -> Iterator[None]:
+    """Hold the warehouse's run lock before Prefect starts (it takes seconds): a second run
+    waits at most CLAIMS_LOCK_TIMEOUT, then exits 3 having changed nothing. The flow re-enters
+    the same lock; a deployment run (``claims serve``) takes it in the flow."""
+    from storage.lock import run_lock
+
+    with run_lock(settings.warehouse, settings.lock_timeout_s):
+        yield
+
+
+def _check_ready(settings: Settings, keys: list[str]) -> None:
+    """Each ``--partition`` must be a ready partition of the landing folder (else exit 2)."""
+    from landing.partitions import discharge_partition
+
+    for key in keys:
+        partition = discharge_partition(settings.landing, key)
+        if not partition.path.is_dir():
+            raise ConfigError(f"no partition {key} in the landing folder {settings.landing}")
+        if not partition.is_ready:
+            raise ConfigError(f"partition {key} has no _manifest.json yet: it is still arriving")
 
 
 def _prefect_env() -> None:
@@ -89,13 +129,16 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
 
 
-def _run_flow(fn: Callable[[], T]) -> T:
-    """Run a flow; a flow that fails for a known reason re-raises it here."""
+def _flows() -> ModuleType:
+    """``flows.nightly``, imported only after Prefect's environment is set (Prefect reads its
+    settings and configures logging on import)."""
     _prefect_env()
-    return fn()
+    import flows.nightly
+
+    return flows.nightly
 
 
-def _finish(results: list, report: bool = True) -> None:  # type: ignore[type-arg]
+def _finish(results: list[CommitResult], report: bool = True) -> None:
     from rich.markdown import Markdown
 
     from outbox.report import render_markdown
@@ -114,20 +157,21 @@ def run(
     outbox: Outbox = None,
 ) -> None:
     """The nightly job: every ready partition with feed_date ≤ D not yet done, then pay."""
+    from claims.dates import yesterday_in_shanghai
+
     with _exit_codes():
         settings = _settings(landing, warehouse, outbox)
-        day = _day(date_)
-        from flows.nightly import nightly
-
-        result = _run_flow(
-            lambda: nightly(
+        day = _day(date_) or yesterday_in_shanghai()
+        with _one_run(settings):
+            nightly = _flows().nightly
+            # A flow that fails for a known reason (busy, bad usage) re-raises it here.
+            result = nightly(
                 as_of=day,
                 command="run",
                 landing=str(settings.landing),
                 warehouse=str(settings.warehouse),
                 outbox=str(settings.outbox),
             )
-        )
     _finish([result])
 
 
@@ -152,12 +196,13 @@ def rerun(
             parse_discharge_key(key)
         settings = _settings(landing, warehouse, outbox)
         from claims.dates import yesterday_in_shanghai
-        from flows.nightly import nightly
 
-        keys = list(partition or [])
+        keys = list(dict.fromkeys(partition or []))
+        _check_ready(settings, keys)
         as_of = max([parse_discharge_key(k)[0] for k in keys], default=yesterday_in_shanghai())
-        result = _run_flow(
-            lambda: nightly(
+        with _one_run(settings):
+            nightly = _flows().nightly
+            result = nightly(
                 as_of=as_of,
                 command="rerun",
                 rerun_keys=keys or None,
@@ -166,7 +211,6 @@ def rerun(
                 warehouse=str(settings.warehouse),
                 outbox=str(settings.outbox),
             )
-        )
     _finish([result])
 
 
@@ -185,17 +229,15 @@ def backfill(
         if first > last:
             raise ConfigError("--from must not be after --to")
         settings = _settings(landing, warehouse, outbox)
-        from flows.nightly import backfill as backfill_flow
-
-        results = _run_flow(
-            lambda: backfill_flow(
+        with _one_run(settings):
+            backfill_flow = _flows().backfill
+            results = backfill_flow(
                 date_from=first,
                 date_to=last,
                 landing=str(settings.landing),
                 warehouse=str(settings.warehouse),
                 outbox=str(settings.outbox),
             )
-        )
     if not results:
         console.print("No partitions with feed dates in that range.")
     _finish(results)

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from claims import views
-from claims.config import Settings
+from claims.config import ConfigError, Settings
 from claims.pipeline import CommitResult
 from claims.synth import build_demo_landing
+from claims.views import progress
 from transforms.money import fen_to_yuan
 
 
-def _line(day: str, result: CommitResult) -> list[str]:
+def _line(day: str, result: CommitResult, *, batch: bool = True) -> list[str]:
     p = result.partitions
     return [
         day,
@@ -32,7 +36,7 @@ def _line(day: str, result: CommitResult) -> list[str]:
         str(result.rows_quarantined),
         fen_to_yuan(result.paid_fen),
         fen_to_yuan(result.recovered_fen),
-        result.batch_id or "-",
+        *([result.batch_id or "-"] if batch else []),
     ]
 
 
@@ -69,16 +73,57 @@ def _folder_day(rel: Path) -> date | None:
     return None
 
 
+# Marks a folder the demo made, so that it only ever deletes its own.
+MARKER = ".claims-demo"
+# What a demo folder holds; a folder with anything else is not deleted.
+_DEMO_ENTRIES = {MARKER, "landing", "sender", "outbox", "warehouse.staging"}
+
+
+def _fresh_folder(folder: Path) -> None:
+    """Empty the demo folder, refusing any folder the demo did not make."""
+    if folder.exists():
+        foreign = [
+            p.name
+            for p in folder.iterdir()
+            if p.name not in _DEMO_ENTRIES and not p.name.startswith("warehouse.duckdb")
+        ]
+        if foreign:
+            raise ConfigError(
+                f"{folder} is not a claims demo folder (it holds {sorted(foreign)[0]!r}): "
+                "choose another --folder"
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text("made by `claims demo`; deleted by the next one\n")
+
+
+def _start_prefect() -> threading.Thread:
+    """Import Prefect and start its local API in the background (together 10-20 s) while the
+    landing folder is generated: the generator is polars, which runs outside the GIL."""
+
+    def start() -> None:
+        try:
+            from flows.nightly import connect_api
+
+            connect_api()
+        except Exception:  # the import is repeated in the foreground and reports any problem
+            pass
+
+    thread = threading.Thread(target=start, name="prefect-start", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
     """Build, run and explain the demo; returns the exit status."""
+    if nights < 2:
+        raise ConfigError("the demo needs at least 2 nights (--nights)")
+    _fresh_folder(folder)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows.nightly import nightly
-
-    if folder.exists():
-        shutil.rmtree(folder)
+    prefect_ready = _start_prefect()
     landing = folder / "landing"
     settings = Settings.build(landing, folder / "warehouse.duckdb", folder / "outbox")
-    paths = {
+    paths: dict[str, Any] = {
         "landing": str(settings.landing),
         "warehouse": str(settings.warehouse),
         "outbox": str(settings.outbox),
@@ -102,23 +147,21 @@ def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
         f"will fail ({plan.failing_partition}: {plan.failing_reason})."
     )
 
-    table = Table(title="Night by night: claims run --date D")
-    for col in (
-        "date",
-        "ok",
-        "failed",
-        "waiting",
-        "quarantined",
-        "paid CNY",
-        "recovered CNY",
-        "batch",
-    ):
-        table.add_column(col, justify="right")
+    # Fits 80 columns: the batch ids are in `claims status` and the reports.
+    table = Table(title="Night by night: claims run --date D (CNY)", box=box.SIMPLE_HEAD)
+    table.add_column("date", no_wrap=True)
+    for col in ("ok", "failed", "waiting", "quarantined", "paid", "recovered"):
+        table.add_column(col, justify="right", no_wrap=True)
+    prefect_ready.join()
+    from flows.nightly import nightly
+
     last = None
-    for day in plan.feed_dates:
-        _deliver(sender, landing, up_to=day)
-        last = nightly(as_of=day, command="run", **paths)
-        table.add_row(*_line(day.isoformat(), last))
+    with progress("nights", len(plan.feed_dates)) as advance:
+        for day in plan.feed_dates:
+            _deliver(sender, landing, up_to=day)
+            last = nightly(as_of=day, command="run", **paths)
+            table.add_row(*_line(day.isoformat(), last, batch=False))
+            advance()
     console.print(table)
     if last is None:
         return 1

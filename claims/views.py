@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import polars as pl
+from rich import box
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from claims.config import ConfigError, Settings
-from claims.pii import mask_account, mask_id, mask_name
+from claims.pii import mask_account, mask_id, mask_name, scrub
 from storage import queries
 from transforms.money import fen_to_yuan
 
@@ -31,6 +43,45 @@ _MASKS = {
 }
 
 
+# The one live progress display of this process: nested work (the demo's nights, each night's
+# partitions) adds a line to it, since a terminal can show only one at a time.
+_bars: Progress | None = None
+
+
+@contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar for long work, shown only when stdout is a terminal; yields ``advance``.
+
+    >>> with progress("partitions", 3) as advance:
+    ...     for _ in range(3):
+    ...         advance()
+    """
+    global _bars
+    if total < 1 or not sys.stdout.isatty():
+        yield lambda: None
+        return
+    outer = _bars is None
+    if _bars is None:
+        _bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        _bars.start()
+    bars = _bars
+    task = bars.add_task(description, total=total)
+    try:
+        yield lambda: bars.advance(task)
+    finally:
+        if outer:
+            bars.stop()
+            _bars = None
+        else:
+            bars.remove_task(task)
+
+
 def _no_warehouse(settings: Settings) -> bool:
     return not settings.warehouse.exists()
 
@@ -40,22 +91,37 @@ def print_status(console: Console, settings: Settings, day: date | None) -> bool
     if _no_warehouse(settings):
         console.print(f"No warehouse at {settings.warehouse} yet: nothing has run.")
         return False
+    from storage.lock import is_locked
+
     runs = queries.partition_runs(settings.warehouse, day)
-    table = Table(title="Partitions" + (f" of {day}" if day else ""))
-    for col in ("kind", "partition", "status", "rows", "quarantined", "attempts", "error"):
-        table.add_column(col, overflow="fold")
+    # `running` with no run holding the warehouse: a run was killed; the next one redoes it.
+    interrupted = not is_locked(settings.warehouse)
+    table = Table(title="Partitions" + (f" of {day}" if day else ""), box=box.SIMPLE_HEAD)
+    table.add_column("partition", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for col in ("rows", "quarantined", "attempts"):
+        table.add_column(col, justify="right")
+    errors = []
     for r in runs.iter_rows(named=True):
-        style = _STATUS_STYLE.get(r["status"], "")
+        status = r["status"]
+        style = _STATUS_STYLE.get(status, "")
+        shown = f"[{style}]{status}[/{style}]" if style else status
+        if status == "running" and interrupted:
+            shown = "[yellow]interrupted[/yellow]"
+            errors.append((r["partition_key"], "killed while running: the next run redoes it"))
         table.add_row(
-            r["kind"],
             r["partition_key"],
-            f"[{style}]{r['status']}[/{style}]" if style else r["status"],
+            shown,
             str(r["rows_read"]),
             str(r["rows_quarantined"]),
             str(r["attempts"]),
-            r["error"] or "",
         )
+        if r["error"]:
+            errors.append((r["partition_key"], scrub(r["error"])))
     console.print(table)
+    # Errors under the table, one a line: long reasons stay readable on a narrow terminal.
+    for partition_key, error in errors:
+        console.print(f"  [bold]{escape(partition_key)}[/bold]: {escape(error)}", highlight=False)
     counts = runs.group_by("status").len().sort("status").rows()
     console.print("  ".join(f"{s}: {n}" for s, n in counts) or "no partitions yet")
     last = queries.last_runs(settings.warehouse)
@@ -91,8 +157,11 @@ def mask_raw(raw: str) -> str:
         return "(unreadable)"
     if not isinstance(values, dict):
         return "(unreadable)"
+    # Known personal fields by their masks; any other text scrubbed too, since a shifted or
+    # malformed row can carry a name or an identity number in the wrong column.
     masked = {
-        k: (_MASKS[k](v) if k in _MASKS and isinstance(v, str) else v) for k, v in values.items()
+        k: (_MASKS[k](v) if k in _MASKS else scrub(v)) if isinstance(v, str) else v
+        for k, v in values.items()
     }
     if "line" in masked and isinstance(masked["line"], str):
         masked["line"] = f"({len(masked['line'])} characters, not shown)"
@@ -115,7 +184,8 @@ def print_quarantine(
     s = state.row(0, named=True)
     console.print(
         f"{partition}: {s['status']}, {s['rows_read']} rows read, "
-        f"{s['rows_quarantined']} quarantined" + (f"\n  error: {s['error']}" if s["error"] else "")
+        f"{s['rows_quarantined']} quarantined"
+        + (f"\n  error: {scrub(s['error'])}" if s["error"] else "")
     )
     rows = queries.quarantine_rows(settings.warehouse, partition)
     if rows.height == 0:
@@ -130,7 +200,7 @@ def print_quarantine(
         shown = mask_raw(r["raw"])
         if len(shown) > 160:
             shown = shown[:157] + "…"
-        table.add_row(str(r["row_number"]), r["rule"], r["message"], shown)
+        table.add_row(str(r["row_number"]), r["rule"], scrub(r["message"] or ""), shown)
     console.print(table)
     if output is not None:
         rows.insert_column(0, pl.lit(partition).alias("partition_key")).write_csv(output)

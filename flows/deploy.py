@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from prefect.schedules import Cron
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from claims.config import Settings
+from prefect.schedules import Cron, Schedule
+
+from claims.config import ConfigError, Settings
 from flows.nightly import nightly
 
 DEPLOYMENT = "claims-nightly"
@@ -19,11 +21,23 @@ def _parameters(settings: Settings) -> dict[str, str]:
     }
 
 
+def nightly_schedule(cron: str, timezone: str) -> Schedule:
+    """The deployment's schedule; a bad cron string or time zone is bad usage (exit 2)."""
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--timezone: no time zone {timezone!r} (e.g. Asia/Shanghai)") from None
+    try:
+        return Cron(cron, timezone=timezone)
+    except ValueError:
+        raise ConfigError(f"--cron: {cron!r} is not a cron schedule (e.g. '0 2 * * *')") from None
+
+
 def serve_nightly(settings: Settings, *, cron: str, timezone: str) -> None:
     """``claims serve``: the nightly run on its cron schedule, served until stopped."""
     nightly.serve(
         name=DEPLOYMENT,
-        schedules=[Cron(cron, timezone=timezone)],
+        schedules=[nightly_schedule(cron, timezone)],
         parameters=_parameters(settings),
         description="claims run: every ready partition up to yesterday (Asia/Shanghai), then pay",
     )

@@ -10,17 +10,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from claims import pipeline
 from claims.config import ConfigError, Settings
 from claims.dates import yesterday_in_shanghai
 from claims.pii import scrub
+from claims.views import progress
 from landing.errors import PartitionError
 from outbox.report import render_markdown, write_report
 from storage.lock import run_lock
@@ -29,20 +32,35 @@ from storage.warehouse import WarehouseBusy
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# Transient I/O errors get these waits before each retry; a data error is never retried.
+IO_RETRY_DELAYS_S: list[float] = [1, 5]
+
 
 class StepFailed(Exception):
     """An unexpected error inside a step, its message scrubbed of anything personal."""
 
 
+def _scrubbed_os_error(exc: OSError) -> OSError:
+    """The same kind of I/O error (so that it is retried), its text scrubbed: it can quote a
+    path, and a sender's file name can be personal data."""
+    if exc.errno is None:
+        return OSError(scrub(str(exc))[:300])
+    filename = scrub(exc.filename) if isinstance(exc.filename, str) else None
+    # OSError(errno, …) is built as the subclass of that errno (FileNotFoundError, …).
+    return OSError(exc.errno, scrub(exc.strerror or "")[:300], filename)
+
+
 def _sanitized(fn: Callable[P, R]) -> Callable[P, R]:
-    """Re-raise unexpected errors with a scrubbed message: Prefect logs task exceptions."""
+    """Re-raise errors with a scrubbed message: Prefect logs task exceptions and tracebacks."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, WarehouseBusy, PartitionError, OSError):
-            raise
+        except (ConfigError, WarehouseBusy, PartitionError):
+            raise  # our own messages: keys, counts and rules, never values
+        except OSError as exc:
+            raise _scrubbed_os_error(exc) from None
         except Exception as exc:
             raise StepFailed(f"{type(exc).__name__}: {scrub(str(exc))[:500]}") from None
 
@@ -50,7 +68,10 @@ def _sanitized(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _io_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry transient I/O errors; a data error would fail the same way again."""
+    """Prefect 3 ``retry_condition_fn(task, task_run, state)``: retry transient I/O errors only.
+
+    A data error would fail the same way again; validation returns it as an outcome anyway.
+    """
     try:
         state.result()
     except OSError:
@@ -60,10 +81,51 @@ def _io_only(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+def _as_date(value: date | str | None) -> date:
+    """A date parameter: deployments and the API pass ISO strings (parameters are JSON)."""
+    if value is None or value == "":
+        return yesterday_in_shanghai()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError("a date parameter must be YYYY-MM-DD") from None
+    return value
+
+
+def _nightly_run_name() -> str:
+    """``<command>-<date>``: the flow run reads like the command that started it."""
+    params = flow_run.parameters
+    try:
+        day = _as_date(params.get("as_of")).isoformat()
+    except ConfigError:
+        day = "bad-date"
+    return f"{params.get('command') or 'run'}-{day}"
+
+
+@task(task_run_name="plan", cache_policy=NO_CACHE, persist_result=False)
+@_sanitized
+def plan_partitions(
+    settings: Settings,
+    command: str,
+    as_of: date,
+    rerun_keys: list[str] | None = None,
+    rerun_failed: bool = False,
+) -> pipeline.RunPlan:
+    """Decide what this run processes (under the run lock) and recover what a killed run left."""
+    return pipeline.plan_run(
+        settings,
+        command=command,
+        as_of=as_of,
+        rerun_keys=rerun_keys,
+        rerun_failed=rerun_failed,
+    )
+
+
 @task(
     task_run_name="{ref.key}",
-    retries=2,
-    retry_delay_seconds=[1, 5],
+    retries=len(IO_RETRY_DELAYS_S),
+    retry_delay_seconds=IO_RETRY_DELAYS_S,
     retry_condition_fn=_io_only,
     cache_policy=NO_CACHE,
     persist_result=False,
@@ -78,8 +140,8 @@ def validate_discharge_partition(
 
 @task(
     task_run_name="{ref.key}",
-    retries=2,
-    retry_delay_seconds=[1, 5],
+    retries=len(IO_RETRY_DELAYS_S),
+    retry_delay_seconds=IO_RETRY_DELAYS_S,
     retry_condition_fn=_io_only,
     cache_policy=NO_CACHE,
     persist_result=False,
@@ -128,13 +190,24 @@ def report(settings: Settings, results: list[pipeline.CommitResult], title: str)
     return str(path)
 
 
+def _io_failure(ref: pipeline.PartitionRef, exc: OSError) -> pipeline.Validated:
+    """An I/O error that outlived its retries fails only its partition; the next run retries."""
+    return pipeline.Validated(
+        ref.kind,
+        ref.key,
+        ref.day,
+        ref.source,
+        None,
+        "failed",
+        error=f"io_error: {scrub(str(exc))[:300]}",
+        retry=True,
+    )
+
+
 def _validate_all(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
-    """Validate the plan's partitions concurrently; an I/O failure fails only its partition."""
+    """Validate the plan's partitions concurrently (2 threads: validation is CPU-bound)."""
     futures = [
-        (
-            ref,
-            validate_discharge_partition.submit(ref, plan.work_dir, plan.registry_file),
-        )
+        (ref, validate_discharge_partition.submit(ref, plan.work_dir, plan.registry_file))
         for ref in plan.discharges
     ]
     if plan.snapshot is not None:
@@ -147,28 +220,17 @@ def _validate_all(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.V
             )
         )
     validated = []
-    for ref, future in futures:
-        try:
-            validated.append(future.result())
-        except OSError as exc:
-            validated.append(
-                pipeline.Validated(
-                    ref.kind,
-                    ref.key,
-                    ref.day,
-                    ref.source,
-                    None,
-                    "failed",
-                    error=f"io_error: {scrub(str(exc))[:300]}",
-                    retry=True,
-                )
-            )
+    with progress("validating partitions", len(futures)) as advance:
+        for ref, future in futures:
+            try:
+                validated.append(future.result())
+            except OSError as exc:
+                validated.append(_io_failure(ref, exc))
+            advance()
     return validated
 
 
 def _settings(landing: str | None, warehouse: str | None, outbox: str | None) -> Settings:
-    from pathlib import Path
-
     return Settings.build(
         Path(landing) if landing else None,
         Path(warehouse) if warehouse else None,
@@ -176,33 +238,9 @@ def _settings(landing: str | None, warehouse: str | None, outbox: str | None) ->
     )
 
 
-def _one_commit(
-    settings: Settings,
-    *,
-    command: str,
-    as_of: date,
-    rerun_keys: list[str] | None = None,
-    rerun_failed: bool = False,
-    feed_dates: tuple[date, date] | None = None,
-) -> pipeline.CommitResult:
-    plan = pipeline.plan_run(
-        settings,
-        command=command,
-        as_of=as_of,
-        rerun_keys=rerun_keys,
-        rerun_failed=rerun_failed,
-        feed_dates=feed_dates,
-    )
-    validated = _validate_all(settings, plan)
-    result = commit_run(settings, plan, validated)
-    issue_batch(settings)
-    pipeline.cleanup(plan)
-    return result
-
-
 @flow(
     name="claims-nightly",
-    flow_run_name="{command}-{as_of}",
+    flow_run_name=_nightly_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=2),  # type: ignore[arg-type]
     persist_result=False,
     validate_parameters=False,
@@ -218,16 +256,14 @@ def nightly(
 ) -> pipeline.CommitResult:
     """``claims run`` / ``claims rerun``: every ready partition not yet done with its content."""
     settings = _settings(landing, warehouse, outbox)
-    day = as_of or yesterday_in_shanghai()
+    day = _as_date(as_of)
     logger = get_run_logger()
     with run_lock(settings.warehouse, settings.lock_timeout_s):
-        result = _one_commit(
-            settings,
-            command=command,
-            as_of=day,
-            rerun_keys=rerun_keys,
-            rerun_failed=rerun_failed,
-        )
+        plan = plan_partitions(settings, command, day, rerun_keys, rerun_failed)
+        validated = _validate_all(settings, plan)
+        result = commit_run(settings, plan, validated)
+        issue_batch(settings)
+        pipeline.cleanup(plan)
         path = report(settings, [result], title=f"claims {command} {day.isoformat()}")
     logger.info(
         "committed %s: %d partition(s) succeeded, %d failed, %d skipped; batch %s; report %s",
@@ -241,26 +277,39 @@ def nightly(
     return result
 
 
+def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
+    """A backfill date's partitions, in this thread: one task run per date keeps a long
+    backfill off Prefect's per-task overhead (platform-facts: >1 000 task runs stall)."""
+    validated = []
+    for ref in plan.discharges:
+        try:
+            validated.append(
+                pipeline.validate_partition(
+                    ref, work_dir=plan.work_dir, registry_file=plan.registry_file
+                )
+            )
+        except OSError as exc:
+            validated.append(_io_failure(ref, exc))
+    if plan.snapshot is not None:
+        try:
+            validated.append(
+                pipeline.validate_snapshot(
+                    plan.snapshot,
+                    work_dir=plan.work_dir,
+                    threshold=settings.snapshot_reject_threshold,
+                )
+            )
+        except OSError as exc:
+            validated.append(_io_failure(plan.snapshot, exc))
+    return validated
+
+
 @task(task_run_name="feed_date={day}", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
 def backfill_date(settings: Settings, day: date) -> pipeline.CommitResult:
-    """One feed date of a backfill: validate its partitions, commit, issue. Coarse on purpose:
-    one task run per date keeps Prefect's overhead off the 365-partition path."""
+    """One feed date of a backfill: plan, validate its partitions, commit, issue."""
     plan = pipeline.plan_run(settings, command="backfill", as_of=day, feed_dates=(day, day))
-    validated = []
-    for ref in plan.discharges:
-        validated.append(
-            pipeline.validate_partition(
-                ref, work_dir=plan.work_dir, registry_file=plan.registry_file
-            )
-        )
-    if plan.snapshot is not None:
-        validated.append(
-            pipeline.validate_snapshot(
-                plan.snapshot, work_dir=plan.work_dir, threshold=settings.snapshot_reject_threshold
-            )
-        )
-    result = pipeline.commit(settings, plan, validated)
+    result = pipeline.commit(settings, plan, _validate_inline(settings, plan))
     pipeline.issue(settings)
     pipeline.cleanup(plan)
     return result
@@ -279,12 +328,41 @@ def backfill(
     warehouse: str | None = None,
     outbox: str | None = None,
 ) -> list[pipeline.CommitResult]:
-    """``claims backfill``: feed dates in order, one commit per date, resumable after a kill."""
+    """``claims backfill``: feed dates in order, one commit per date, resumable after a kill.
+
+    A date already committed is skipped by its partitions' content hashes, so re-running the
+    same range after a kill posts only what the killed run had not committed.
+    """
     settings = _settings(landing, warehouse, outbox)
+    first, last = _as_date(date_from), _as_date(date_to)
+    logger = get_run_logger()
     results = []
     with run_lock(settings.warehouse, settings.lock_timeout_s):
-        for day in pipeline.feed_dates_between(settings, date_from, date_to):
-            results.append(backfill_date(settings, day))
+        days = pipeline.feed_dates_between(settings, first, last)
+        with progress("backfill dates", len(days)) as advance:
+            for day in days:
+                results.append(backfill_date(settings, day))
+                advance()
         if results:
-            report(settings, results, title=f"claims backfill {date_from} to {date_to}")
+            report(settings, results, title=f"claims backfill {first} to {last}")
+    logger.info(
+        "backfill %s to %s: %d date(s), %d failed partition(s)",
+        first,
+        last,
+        len(results),
+        sum(len(r.partitions.get("failed", [])) for r in results),
+    )
     return results
+
+
+def connect_api() -> None:
+    """Reach Prefect's API, starting the local one in ephemeral mode (8-15 s): the demo does
+    this in the background so that its first flow run does not wait. Errors are left for the
+    first flow run to report."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.hello()
+    except Exception:  # the first flow run reports any real problem, with its context
+        pass

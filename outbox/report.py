@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from claims.pii import scrub
 from claims.pipeline import CommitResult
 from transforms.money import fen_to_yuan
 
@@ -71,7 +72,8 @@ def render_markdown(
     assert isinstance(errors, dict)
     if errors:
         lines += ["", "**Failed partitions**", ""]
-        lines += [f"- `{k}`: {v}" for k, v in sorted(errors.items())]
+        # Reasons are written scrubbed; scrubbed again here, as the last door out.
+        lines += [f"- `{k}`: {scrub(v)}" for k, v in sorted(errors.items())]
     lines += ["", f"Rows read: {s['rows_read']}, quarantined: {s['rows_quarantined']}", ""]
     by_rule = s["quarantined_by_rule"]
     assert isinstance(by_rule, dict)
@@ -98,21 +100,23 @@ def render_markdown(
     batches = s["batches"]
     assert isinstance(batches, list)
     if batches:
-        for batch_id, n, fen in batches:
-            lines.append(f"Payment batch `{batch_id}`: {n} instruction(s), {fen_to_yuan(fen)} CNY")
+        lines += [
+            f"- Payment batch `{batch_id}`: {n} instruction(s), {fen_to_yuan(fen)} CNY"
+            for batch_id, n, fen in batches
+        ]
     else:
         lines.append("No payment batch: nothing to pay.")
     notes = s["notes"]
     assert isinstance(notes, list)
     if notes:
-        lines += ["", *[f"> {n}" for n in notes]]
+        lines += ["", *[f"> {scrub(n)}" for n in notes]]
     if report_path:
         lines += ["", f"Report: `{report_path}`"]
     return "\n".join(lines) + "\n"
 
 
 def _bars(title: str, values: dict[str, int], *, money: bool = False) -> str:
-    """A horizontal bar chart as inline SVG: no scripts, no network."""
+    """A horizontal bar chart as inline SVG: no scripts, no network, no external fonts."""
     if not values:
         return f"<h3>{html.escape(title)}</h3><p>none</p>"
     width, row_h, label_w = 640, 24, 200
@@ -131,11 +135,12 @@ def _bars(title: str, values: dict[str, int], *, money: bool = False) -> str:
     return (
         f"<h3>{html.escape(title)}</h3>"
         f'<svg role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg">{"".join(rows)}</svg>'
+        f'viewBox="0 0 {width} {height}">{"".join(rows)}</svg>'
     )
 
 
 def render_html(results: Sequence[CommitResult], *, title: str) -> str:
+    """The report page: tables and inline-SVG charts, one file that opens offline."""
     s = summarize(results)
     parts = s["partitions"]
     assert isinstance(parts, dict)
@@ -147,7 +152,7 @@ def render_html(results: Sequence[CommitResult], *, title: str) -> str:
         for status in STATUSES
     )
     failures = "".join(
-        f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>"
+        f"<li><code>{html.escape(k)}</code>: {html.escape(scrub(v))}</li>"
         for k, v in sorted(errors.items())
     )
     batches = s["batches"]
@@ -166,15 +171,35 @@ def render_html(results: Sequence[CommitResult], *, title: str) -> str:
     assert isinstance(paid, dict) and isinstance(recovered, dict)
     notes = s["notes"]
     assert isinstance(notes, list)
+    money_rows = "".join(
+        f"<tr><td>{html.escape(plan)}</td><td>{fen_to_yuan(paid.get(plan, 0))}</td>"
+        f"<td>{fen_to_yuan(recovered.get(plan, 0))}</td></tr>"
+        for plan in sorted(set(paid) | set(recovered))
+    )
+    money_table = (
+        f"<table><tr><th>plan</th><th>paid (CNY)</th><th>recovered (CNY)</th></tr>{money_rows}"
+        "</table>"
+        if money_rows
+        else ""
+    )
+    notes_html = (
+        "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(scrub(n))}</li>" for n in notes) + "</ul>"
+        if notes
+        else ""
+    )
+    counts = {status: len(parts.get(status, [])) for status in STATUSES}
+    run_ids = s["run_ids"]
+    assert isinstance(run_ids, list)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Runs: {html.escape(", ".join(str(r) for r in s["run_ids"]))}</p>
+<p>Runs: {html.escape(", ".join(run_ids))}</p>
 <h2>Partitions</h2>
 <table><tr><th>status</th><th>count</th><th>partitions</th></tr>{table}</table>
+{_bars("Partitions by status", {k: v for k, v in counts.items() if v})}
 {f"<h3>Failed</h3><ul>{failures}</ul>" if failures else ""}
 <h2>Rows</h2>
 <p>Read {s["rows_read"]}, quarantined {s["rows_quarantined"]}.</p>
@@ -184,14 +209,11 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;
 <h2>Money</h2>
 <p>Paid {fen_to_yuan(int(str(s["paid_fen"])))} CNY, recovered
 {fen_to_yuan(int(str(s["recovered_fen"])))} CNY.</p>
+{money_table}
 {_bars("Paid by plan (CNY)", paid, money=True)}
 {_bars("Recovered by plan (CNY)", recovered, money=True)}
 <h2>Payment batch</h2><ul>{batch_text}</ul>
-{
-        "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
-        if notes
-        else ""
-    }
+{notes_html}
 </body></html>
 """
 
