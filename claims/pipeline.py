@@ -158,20 +158,14 @@ def plan_run(
 ) -> RunPlan:
     """Decide what this run processes, recover what a killed run left, record waiting folders.
 
-    Must be called holding the run lock.
+    Must be called holding the run lock. Bad usage (an unknown partition to re-run, a broken
+    rules file) stops here before anything is written.
     """
     started = datetime.now(UTC)
     run_id = run_id or new_run_id(started)
     rules = _rules(settings)
     found = discover(settings.landing)
-
-    reg_file = registry_path(settings.landing, settings.reference_dir)
-    registry_error = None
-    try:
-        registry: Reference | None = load_registry(reg_file)
-    except ReferenceError as exc:
-        registry, registry_error = None, scrub(str(exc))
-
+    _check_rerun_keys(found.discharges, rerun_keys)
     work_dir = settings.staging_dir / run_id
     work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -180,90 +174,24 @@ def plan_run(
         with transaction(con):
             staging.reset_interrupted(con, run_id)
         states = staging.partition_states(con)
-        rules_changed = stored_hash(con, "plans") != rules.content_hash
-        if registry is None:
-            # Keep adjudicating with the registry in the warehouse; the default only if none.
-            in_use = stored_registry(con)
-            if in_use is not None:
-                in_use.write_csv(work_dir / "hospitals.csv")
-                registry_file = work_dir / "hospitals.csv"
-                registry_changed = False
-            else:
-                registry = load_registry(settings.reference_dir / "hospitals.csv")
-        if registry is not None:
-            registry.frame.write_csv(work_dir / "hospitals.csv")
-            registry_file = work_dir / "hospitals.csv"
-            registry_changed = stored_hash(con, "hospitals") != registry.content_hash
-            if registry_changed:
-                registry.frame.write_parquet(work_dir / "hospitals.parquet")
-                (work_dir / "hospitals.origin").write_text(
-                    json.dumps({"origin": registry.origin, "hash": registry.content_hash})
-                )
-        if rules_changed:
-            rules.frame.write_parquet(work_dir / "plans.parquet")
-            (work_dir / "plans.origin").write_text(
-                json.dumps({"origin": rules.origin, "hash": rules.content_hash})
-            )
-
-        chosen: list[PartitionRef] = []
-        skipped: list[str] = []
-        waiting: list[Partition] = []
-        wanted_keys = set(rerun_keys or [])
-        for p in found.discharges:
-            if feed_dates and not feed_dates[0] <= p.day <= feed_dates[1]:
-                continue
-            if not feed_dates and p.day > as_of:
-                continue
-            if rerun_keys is not None and p.key not in wanted_keys:
-                continue
-            if not p.is_ready:
-                waiting.append(p)
-                continue
-            status, content, applied, retry = states.get((DISCHARGES, p.key), (None,) * 4)
-            if rerun_keys is not None or (rerun_failed and status == "failed"):
-                chosen.append(PartitionRef.of(p))
-                continue
-            if rerun_failed:
-                continue
-            current = p.content_hash()
-            if current == applied and status in ("succeeded", "skipped"):
-                skipped.append(p.key)
-            elif current == applied:
-                # A re-delivery of the content in use, after a failed one: nothing to redo.
-                skipped.append(p.key)
-            elif status == "failed" and current == content and not retry:
-                continue  # the same bad content: it fails the same way until it changes
-            else:
-                chosen.append(PartitionRef.of(p))
-        missing = wanted_keys - {r.key for r in chosen} - {w.key for w in waiting}
-        if missing:
-            raise ConfigError(
-                f"no ready partition {sorted(missing)[0]} in the landing folder"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            )
-        for key in wanted_keys & {w.key for w in waiting}:
-            raise ConfigError(f"partition {key} has no _manifest.json yet: it is still arriving")
-
+        refs = _prepare_references(con, settings, rules, work_dir)
+        chosen, skipped, waiting = _choose_discharges(
+            found.discharges,
+            states,
+            as_of=as_of,
+            feed_dates=feed_dates,
+            rerun_keys=rerun_keys,
+            rerun_failed=rerun_failed,
+        )
         snapshot = _choose_snapshot(con, found.snapshots, states, force=rerun_keys is not None)
-        ready_snapshots = [(p.key, p.day) for p in found.snapshots if p.is_ready]
         with transaction(con):
-            for p in waiting:
+            for p in waiting + [s for s in found.snapshots if not s.is_ready]:
                 staging.record_waiting(
                     con, kind=p.kind, key=p.key, day=p.day, source=p.source, run_id=run_id
                 )
-            for p in found.snapshots:
-                if not p.is_ready:
-                    staging.record_waiting(
-                        con, kind=p.kind, key=p.key, day=p.day, source="", run_id=run_id
-                    )
-            for key in skipped:
-                p_state = next(d for d in found.discharges if d.key == key)
+            for p in skipped:
                 staging.record_skipped(
-                    con,
-                    kind=DISCHARGES,
-                    key=key,
-                    content_hash=p_state.content_hash(),
-                    run_id=run_id,
+                    con, kind=DISCHARGES, key=p.key, content_hash=p.content_hash(), run_id=run_id
                 )
             for ref in [*chosen, *([snapshot] if snapshot else [])]:
                 staging.mark_running(
@@ -277,16 +205,113 @@ def plan_run(
         work_dir=str(work_dir),
         discharges=chosen,
         snapshot=snapshot,
-        registry_file=str(registry_file),
-        registry_changed=registry_changed,
-        registry_error=registry_error,
-        rules_changed=rules_changed,
-        skipped=skipped,
+        registry_file=refs.registry_file,
+        registry_changed=refs.registry_changed,
+        registry_error=refs.registry_error,
+        rules_changed=refs.rules_changed,
+        skipped=[p.key for p in skipped],
         waiting=[w.key for w in waiting],
         ignored=[scrub(i) for i in found.ignored],
         reissued=reissued,
-        ready_snapshots=ready_snapshots,
+        ready_snapshots=[(p.key, p.day) for p in found.snapshots if p.is_ready],
     )
+
+
+def _check_rerun_keys(discharges: list[Partition], rerun_keys: list[str] | None) -> None:
+    """Every partition named for a re-run must be in the landing folder, with its manifest."""
+    by_key = {p.key: p for p in discharges}
+    for key in rerun_keys or []:
+        if key not in by_key:
+            raise ConfigError(f"no partition {key} in the landing folder")
+        if not by_key[key].is_ready:
+            raise ConfigError(f"partition {key} has no _manifest.json yet: it is still arriving")
+
+
+@dataclass(frozen=True)
+class _References:
+    registry_file: str
+    registry_changed: bool
+    registry_error: str | None
+    rules_changed: bool
+
+
+def _prepare_references(
+    con: Connection, settings: Settings, rules: Reference, work_dir: Path
+) -> _References:
+    """The registry and rules this run uses, written to its staging folder for the tasks.
+
+    A broken landing registry keeps the one in the warehouse (the project default on a new
+    warehouse); the reason goes to the report.
+    """
+    registry_error = None
+    try:
+        registry: Reference | None = load_registry(
+            registry_path(settings.landing, settings.reference_dir)
+        )
+    except ReferenceError as exc:
+        registry, registry_error = None, scrub(str(exc))
+    registry_file = work_dir / "hospitals.csv"
+    registry_changed = False
+    in_use = stored_registry(con) if registry is None else None
+    if in_use is not None:
+        in_use.write_csv(registry_file)
+    else:
+        if registry is None:
+            registry = load_registry(settings.reference_dir / "hospitals.csv")
+        registry.frame.write_csv(registry_file)
+        registry_changed = stored_hash(con, "hospitals") != registry.content_hash
+        if registry_changed:
+            _stage_reference(work_dir, "hospitals", registry)
+    rules_changed = stored_hash(con, "plans") != rules.content_hash
+    if rules_changed:
+        _stage_reference(work_dir, "plans", rules)
+    return _References(str(registry_file), registry_changed, registry_error, rules_changed)
+
+
+def _stage_reference(work_dir: Path, name: str, ref: Reference) -> None:
+    ref.frame.write_parquet(work_dir / f"{name}.parquet")
+    (work_dir / f"{name}.origin").write_text(
+        json.dumps({"origin": ref.origin, "hash": ref.content_hash})
+    )
+
+
+def _choose_discharges(
+    discharges: list[Partition],
+    states: dict[tuple[str, str], tuple],  # type: ignore[type-arg]
+    *,
+    as_of: date,
+    feed_dates: tuple[date, date] | None,
+    rerun_keys: list[str] | None,
+    rerun_failed: bool,
+) -> tuple[list[PartitionRef], list[Partition], list[Partition]]:
+    """(to process, skipped as done with this content, waiting for a manifest)."""
+    chosen: list[PartitionRef] = []
+    skipped: list[Partition] = []
+    waiting: list[Partition] = []
+    wanted = set(rerun_keys or [])
+    for p in discharges:
+        if feed_dates and not feed_dates[0] <= p.day <= feed_dates[1]:
+            continue
+        if not feed_dates and p.day > as_of:
+            continue
+        if rerun_keys is not None and p.key not in wanted:
+            continue
+        if not p.is_ready:
+            waiting.append(p)
+            continue
+        status, content, applied, retry = states.get((DISCHARGES, p.key), (None,) * 4)
+        if rerun_keys is not None or (rerun_failed and status == "failed"):
+            chosen.append(PartitionRef.of(p))
+        elif rerun_failed:
+            continue
+        elif p.content_hash() == applied:
+            # The content in use (delivered again after a failed delivery, or unchanged).
+            skipped.append(p)
+        elif status == "failed" and p.content_hash() == content and not retry:
+            continue  # the same bad content fails the same way until it changes
+        else:
+            chosen.append(PartitionRef.of(p))
+    return chosen, skipped, waiting
 
 
 def _choose_snapshot(

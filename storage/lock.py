@@ -16,7 +16,9 @@ from pathlib import Path
 
 from storage.warehouse import WarehouseBusy
 
-_held: dict[Path, int] = {}
+# Re-entry is per (path, thread): the CLI and the flow it starts take the lock in one thread;
+# another thread of the same process must wait like any other run.
+_held: dict[tuple[Path, int], int] = {}
 _guard = threading.Lock()
 
 
@@ -26,11 +28,12 @@ def lock_path(warehouse: Path) -> Path:
 
 @contextmanager
 def run_lock(warehouse: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator[None]:
-    """Hold the warehouse's run lock; re-entrant within one process (the CLI and its flow)."""
+    """Hold the warehouse's run lock; re-entrant within one thread (the CLI and its flow)."""
     path = lock_path(warehouse).resolve()
+    me = (path, threading.get_ident())
     with _guard:
-        if path in _held:
-            _held[path] += 1
+        if me in _held:
+            _held[me] += 1
             reentered = True
         else:
             reentered = False
@@ -39,7 +42,7 @@ def run_lock(warehouse: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator
             yield
         finally:
             with _guard:
-                _held[path] -= 1
+                _held[me] -= 1
         return
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,12 +64,12 @@ def run_lock(warehouse: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         with _guard:
-            _held[path] = 1
+            _held[me] = 1
         try:
             yield
         finally:
             with _guard:
-                del _held[path]
+                del _held[me]
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
