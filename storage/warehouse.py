@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -58,9 +59,40 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "lock" in str(exc).lower()
 
 
+# Connections kept open by ``warehouse_session``, by (file, thread).
+_sessions: dict[tuple[Path, int], duckdb.DuckDBPyConnection] = {}
+
+
+@contextmanager
+def warehouse_session(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Keep one writing connection open across many commits (a backfill), checkpoint once.
+
+    Every ``open_warehouse`` of the same file in this thread reuses it. Closing a connection
+    checkpoints the write-ahead log into the file, and a commit checkpoints once the log passes
+    16 MB: per feed date of a backfill that was a second of rewriting the same blocks. Within a
+    session the log may grow to 1 GB and is checkpointed at the end.
+    """
+    key = (path.resolve(), threading.get_ident())
+    if key in _sessions:
+        yield _sessions[key]
+        return
+    with open_warehouse(path) as con:
+        con.execute("SET checkpoint_threshold = '1GB'")
+        _sessions[key] = con
+        try:
+            yield con
+        finally:
+            del _sessions[key]
+        con.execute("CHECKPOINT")
+
+
 @contextmanager
 def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open (and, for a writer, create and migrate) the warehouse file."""
+    session = _sessions.get((path.resolve(), threading.get_ident()))
+    if session is not None and not read_only:
+        yield session
+        return
     if read_only and not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}: run `claims run` first")
     path.parent.mkdir(parents=True, exist_ok=True)
