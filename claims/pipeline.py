@@ -166,6 +166,7 @@ def plan_run(
     rules = _rules(settings)
     found = discover(settings.landing)
     _check_rerun_keys(found.discharges, rerun_keys)
+    _remove_stale_staging(settings.staging_dir)
     work_dir = settings.staging_dir / run_id
     work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -215,6 +216,17 @@ def plan_run(
         reissued=reissued,
         ready_snapshots=[(p.key, p.day) for p in found.snapshots if p.is_ready],
     )
+
+
+def _remove_stale_staging(staging_dir: Path) -> None:
+    """Staging folders of killed runs hold personal data and are never read again: remove them.
+
+    Called under the run lock, so no other run is using one.
+    """
+    if staging_dir.is_dir():
+        for folder in staging_dir.iterdir():
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_rerun_keys(discharges: list[Partition], rerun_keys: list[str] | None) -> None:
@@ -334,6 +346,12 @@ def _choose_snapshot(
     return PartitionRef.of(newest)
 
 
+def _unexpected(exc: Exception) -> str:
+    """A failure no check foresaw: logged with its type, the message scrubbed, kept short."""
+    log.error("unexpected %s while validating a partition", type(exc).__name__)
+    return f"unexpected_error: {type(exc).__name__}: {scrub(str(exc))[:300]}"
+
+
 def _partition_dir(work_dir: Path, key: str) -> Path:
     # Keys are checked against the contract pattern; '=' and '/' become a flat folder name.
     return work_dir / key.replace("/", "__").replace("=", "-")
@@ -359,6 +377,12 @@ def validate_partition(ref: PartitionRef, *, work_dir: str, registry_file: str) 
     except PartitionError as exc:
         return Validated(
             ref.kind, ref.key, ref.day, ref.source, content_hash, "failed", error=str(exc)
+        )
+    except OSError:
+        raise  # transient as far as we know: the flow retries it
+    except Exception as exc:
+        return Validated(
+            ref.kind, ref.key, ref.day, ref.source, content_hash, "failed", error=_unexpected(exc)
         )
     out = _partition_dir(Path(work_dir), ref.key)
     out.mkdir(parents=True, exist_ok=True)
@@ -405,6 +429,12 @@ def validate_snapshot(ref: PartitionRef, *, work_dir: str, threshold: float) -> 
         del delivery
     except PartitionError as exc:
         return Validated(ref.kind, ref.key, ref.day, "", content_hash, "failed", error=str(exc))
+    except OSError:
+        raise
+    except Exception as exc:
+        return Validated(
+            ref.kind, ref.key, ref.day, "", content_hash, "failed", error=_unexpected(exc)
+        )
     quarantine = pl.concat(quarantines) if quarantines else empty_quarantine()
     quarantine.write_parquet(out / "quarantine.parquet")
     bad = quarantine.get_column("row_number").n_unique()
@@ -448,6 +478,11 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
         result.notes.append(
             f"{len(plan.ignored)} folder(s) ignored: their names do not follow the contract "
             f"({', '.join(plan.ignored[:5])})"
+        )
+    if plan.reissued:
+        result.notes.append(
+            f"issued batch(es) {', '.join(plan.reissued)} committed by a run that stopped "
+            "before writing them"
         )
     if plan.registry_error:
         result.notes.append(

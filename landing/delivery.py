@@ -87,6 +87,8 @@ def _check_name(name: object) -> str:
         raise PartitionError(
             "file_name", "the manifest lists a hidden or temporary file (name starts with . or _)"
         )
+    if len(name.encode("utf-8", "surrogatepass")) > 255:
+        raise PartitionError("file_name", "the manifest lists a file name longer than 255 bytes")
     if file_format(name) is None:
         raise PartitionError(
             "file_type", f"{name}: unsupported file type (use .csv, .csv.gz, .parquet or .jsonl)"
@@ -105,7 +107,7 @@ def load_manifest(partition: Partition) -> tuple[Manifest, bytes]:
         raise PartitionError("manifest_json", f"{MANIFEST} is larger than 16 MiB")
     try:
         doc = json.loads(raw.decode("utf-8-sig"), parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, a 5000-digit number
         raise PartitionError("manifest_json", f"{MANIFEST} is not valid JSON") from None
     if not isinstance(doc, dict):
         raise PartitionError("manifest_json", f"{MANIFEST} must be a JSON object")
@@ -170,6 +172,9 @@ def check_folder(partition: Partition, manifest: Manifest) -> None:
             st = os.lstat(partition.path / f.name)
         except FileNotFoundError:
             raise PartitionError("missing_file", f"{f.name} is listed but not there") from None
+        except OSError as exc:
+            # A name the file system refuses is the manifest's problem, not a transient error.
+            raise PartitionError("file_name", f"{f.name}: {exc.strerror}") from None
         if stat.S_ISLNK(st.st_mode):
             raise PartitionError(
                 "symlink", f"{f.name} is a symbolic link; only regular files are read"

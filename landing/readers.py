@@ -121,6 +121,10 @@ def _arrow_to_strings(
         raise PartitionError("duplicate_column", f"{name} has the column {dup!r} twice")
     for col_name, column in zip(names, table.columns, strict=True):
         typ = column.type
+        if pa.types.is_dictionary(typ):
+            # What pandas writes for categoricals: the values are what was sent.
+            column = column.cast(typ.value_type)
+            typ = column.type
         if wanted is not None and col_name not in wanted:
             # Extra columns are allowed and ignored (feeds.md), whatever their type: a float or
             # a list beside the contract's columns must not fail the partition.
@@ -266,6 +270,18 @@ def read_jsonl_text(text: str) -> pl.DataFrame:
     )
 
 
+def _unreadable_parquet(name: str, data: bytes) -> str:
+    """Why a Parquet file cannot be read, as far as its footer tells (a repeated column name)."""
+    try:
+        names = pq.read_schema(io.BytesIO(data)).names
+    except (pa.ArrowException, OSError, ValueError):
+        return f"{name} is not a readable Parquet file"
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        return f"{name} is not a readable Parquet file: the column {repeated[0]!r} appears twice"
+    return f"{name} is not a readable Parquet file"
+
+
 def read_bytes(
     name: str, data: bytes, encoding: str, columns: Collection[str] | None = None
 ) -> pl.DataFrame:
@@ -278,7 +294,7 @@ def read_bytes(
         try:
             table = pq.read_table(io.BytesIO(data))
         except (pa.ArrowException, OSError, ValueError):
-            raise PartitionError("parquet", f"{name} is not a readable Parquet file") from None
+            raise PartitionError("parquet", _unreadable_parquet(name, data)) from None
         return _arrow_to_strings(table, name, columns)
     if fmt == "csv.gz":
         try:
