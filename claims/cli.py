@@ -49,13 +49,63 @@ Outbox = Annotated[
     Path | None,
     typer.Option("--outbox", envvar="CLAIMS_OUTBOX", help="Outbox folder [data/outbox]."),
 ]
+Staging = Annotated[
+    Path | None,
+    typer.Option(
+        "--staging",
+        envvar="CLAIMS_STAGING",
+        help="Staging folder for validated Parquet, shared by Dask workers and the writer "
+        "(default: <warehouse>.staging beside the warehouse).",
+    ),
+]
+TaskRunner = Annotated[
+    str | None,
+    typer.Option(
+        "--task-runner",
+        envvar="CLAIMS_TASK_RUNNER",
+        help="Where partitions are validated: threads (2 local threads) or dask "
+        "(default: threads; dask when a Dask address is given).",
+    ),
+]
+DaskAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-address",
+        envvar="CLAIMS_DASK_ADDRESS",
+        help="Dask scheduler, tcp://HOST:PORT (default: a temporary cluster on this machine).",
+    ),
+]
 DateOpt = Annotated[
     str | None, typer.Option("--date", help="Feed date YYYY-MM-DD [yesterday, Asia/Shanghai].")
 ]
 
 
-def _settings(landing: Path | None, warehouse: Path | None, outbox: Path | None) -> Settings:
-    return Settings.build(landing, warehouse, outbox)
+def _settings(
+    landing: Path | None,
+    warehouse: Path | None,
+    outbox: Path | None,
+    staging: Path | None = None,
+    task_runner: str | None = None,
+    dask_address: str | None = None,
+) -> Settings:
+    return Settings.build(
+        landing,
+        warehouse,
+        outbox,
+        staging=staging,
+        task_runner=task_runner,
+        dask_address=dask_address,
+    )
+
+
+def _paths(settings: Settings) -> dict[str, str | None]:
+    """The flows' path parameters (never anything personal)."""
+    return {
+        "landing": str(settings.landing),
+        "warehouse": str(settings.warehouse),
+        "outbox": str(settings.outbox),
+        "staging": str(settings.staging) if settings.staging is not None else None,
+    }
 
 
 def _day(text: str | None, option: str = "--date") -> date | None:
@@ -155,23 +205,20 @@ def run(
     landing: Landing = None,
     warehouse: Warehouse = None,
     outbox: Outbox = None,
+    staging: Staging = None,
+    task_runner: TaskRunner = None,
+    dask_address: DaskAddress = None,
 ) -> None:
     """The nightly job: every ready partition with feed_date ≤ D not yet done, then pay."""
     from claims.dates import yesterday_in_shanghai
 
     with _exit_codes():
-        settings = _settings(landing, warehouse, outbox)
+        settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
         day = _day(date_) or yesterday_in_shanghai()
         with _one_run(settings):
-            nightly = _flows().nightly
+            nightly = _flows().nightly_for(settings)
             # A flow that fails for a known reason (busy, bad usage) re-raises it here.
-            result = nightly(
-                as_of=day,
-                command="run",
-                landing=str(settings.landing),
-                warehouse=str(settings.warehouse),
-                outbox=str(settings.outbox),
-            )
+            result = nightly(as_of=day, command="run", **_paths(settings))
     _finish([result])
 
 
@@ -185,6 +232,9 @@ def rerun(
     landing: Landing = None,
     warehouse: Warehouse = None,
     outbox: Outbox = None,
+    staging: Staging = None,
+    task_runner: TaskRunner = None,
+    dask_address: DaskAddress = None,
 ) -> None:
     """Process partitions again even if their content did not change, then adjudicate and pay."""
     from landing.partitions import parse_discharge_key
@@ -194,22 +244,20 @@ def rerun(
             raise ConfigError("give either --partition KEY (one or more) or --failed")
         for key in partition or []:
             parse_discharge_key(key)
-        settings = _settings(landing, warehouse, outbox)
+        settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
         from claims.dates import yesterday_in_shanghai
 
         keys = list(dict.fromkeys(partition or []))
         _check_ready(settings, keys)
         as_of = max([parse_discharge_key(k)[0] for k in keys], default=yesterday_in_shanghai())
         with _one_run(settings):
-            nightly = _flows().nightly
+            nightly = _flows().nightly_for(settings)
             result = nightly(
                 as_of=as_of,
                 command="rerun",
                 rerun_keys=keys or None,
                 rerun_failed=failed,
-                landing=str(settings.landing),
-                warehouse=str(settings.warehouse),
-                outbox=str(settings.outbox),
+                **_paths(settings),
             )
     _finish([result])
 
@@ -221,6 +269,7 @@ def backfill(
     landing: Landing = None,
     warehouse: Warehouse = None,
     outbox: Outbox = None,
+    staging: Staging = None,
 ) -> None:
     """`run` restricted to feed dates in [from, to], in date order, one commit per date."""
     with _exit_codes():
@@ -228,16 +277,10 @@ def backfill(
         assert first is not None and last is not None
         if first > last:
             raise ConfigError("--from must not be after --to")
-        settings = _settings(landing, warehouse, outbox)
+        settings = _settings(landing, warehouse, outbox, staging)
         with _one_run(settings):
             backfill_flow = _flows().backfill
-            results = backfill_flow(
-                date_from=first,
-                date_to=last,
-                landing=str(settings.landing),
-                warehouse=str(settings.warehouse),
-                outbox=str(settings.outbox),
-            )
+            results = backfill_flow(date_from=first, date_to=last, **_paths(settings))
     if not results:
         console.print("No partitions with feed dates in that range.")
     _finish(results)
@@ -322,14 +365,47 @@ def serve(
     landing: Landing = None,
     warehouse: Warehouse = None,
     outbox: Outbox = None,
+    staging: Staging = None,
 ) -> None:
     """Register the nightly Prefect deployment on its schedule and serve it (runs until stopped)."""
     with _exit_codes():
-        settings = _settings(landing, warehouse, outbox)
+        settings = _settings(landing, warehouse, outbox, staging)
         _prefect_env()
         from flows.deploy import serve_nightly
 
         serve_nightly(settings, cron=cron, timezone=timezone)
+
+
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (process type).")],
+    cron: Annotated[str, typer.Option(help="Cron schedule.")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="Time zone of the schedule.")] = "Asia/Shanghai",
+    name: Annotated[
+        str, typer.Option(help="Deployment name (one per shard, say).")
+    ] = "claims-nightly",
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+    staging: Staging = None,
+    task_runner: TaskRunner = None,
+    dask_address: DaskAddress = None,
+) -> None:
+    """Register the nightly deployment to a process work pool, for `prefect worker start`."""
+    from rich.markup import escape
+
+    with _exit_codes():
+        settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
+        _prefect_env()
+        from flows.deploy import deploy_nightly
+
+        deployment_id = deploy_nightly(settings, pool=pool, cron=cron, timezone=timezone, name=name)
+    console.print(
+        f"deployment claims-nightly/{escape(name)} ({deployment_id}) registered to work pool "
+        f"{escape(pool)}, validating with {settings.task_runner}; run it with a worker:\n"
+        f"  prefect worker start --pool {escape(pool)}",
+        highlight=False,
+    )
 
 
 def main() -> None:

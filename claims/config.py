@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,10 @@ DEFAULT_REJECT_THRESHOLD = 0.05
 DEFAULT_SNAPSHOT_REJECT_THRESHOLD = 0.01
 # How long a second run waits for the warehouse before it gives up with exit status 3.
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+# Where partitions are validated: two local threads, or the workers of a Dask cluster.
+TASK_RUNNERS = ("threads", "dask")
+# A Dask scheduler address: ``tcp://host:port`` (or tls://, ucx://, ws://, wss://).
+_DASK_ADDRESS = re.compile(r"(?:tcp|tls|ucx|wss?)://[^\s/]+:\d{1,5}")
 
 
 class ConfigError(Exception):
@@ -35,6 +40,34 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def task_runner_choice(
+    task_runner: str | None = None, dask_address: str | None = None
+) -> tuple[str, str | None]:
+    """``(runner, address)`` from flags, else ``CLAIMS_TASK_RUNNER`` / ``CLAIMS_DASK_ADDRESS``.
+
+    The runner is ``threads`` unless told otherwise or a Dask address is given; an address is
+    used by ``dask`` only (without one, dask starts a temporary cluster on this machine).
+
+    >>> task_runner_choice("dask", "tcp://scheduler:8786")
+    ('dask', 'tcp://scheduler:8786')
+    """
+    address = dask_address if dask_address is not None else os.environ.get("CLAIMS_DASK_ADDRESS")
+    address = (address or "").strip() or None
+    runner = task_runner if task_runner is not None else os.environ.get("CLAIMS_TASK_RUNNER")
+    runner = (runner or "").strip().lower() or ("dask" if address else "threads")
+    if runner not in TASK_RUNNERS:
+        raise ConfigError(
+            f"task runner must be one of {', '.join(TASK_RUNNERS)} "
+            f"(--task-runner / CLAIMS_TASK_RUNNER), got {runner!r}"
+        )
+    if address is not None and not _DASK_ADDRESS.fullmatch(address):
+        raise ConfigError(
+            "a Dask address (--dask-address / CLAIMS_DASK_ADDRESS) looks like "
+            f"tcp://scheduler:8786, got {address!r}"
+        )
+    return runner, address if runner == "dask" else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Paths and knobs of one command; every path is absolute once built."""
@@ -46,6 +79,11 @@ class Settings:
     snapshot_reject_threshold: float = DEFAULT_SNAPSHOT_REJECT_THRESHOLD
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     reference_dir: Path = field(default=REFERENCE_DIR)
+    # Staging folder shared by the validating workers and the warehouse writer; None: beside
+    # the warehouse (see ``staging_dir``).
+    staging: Path | None = None
+    task_runner: str = "threads"
+    dask_address: str | None = None
 
     @classmethod
     def build(
@@ -56,6 +94,9 @@ class Settings:
         *,
         reject_threshold: float | None = None,
         lock_timeout_s: float | None = None,
+        staging: Path | None = None,
+        task_runner: str | None = None,
+        dask_address: str | None = None,
     ) -> Settings:
         """Flags win over ``CLAIMS_*`` variables, which win over the defaults under ``data/``."""
 
@@ -77,15 +118,26 @@ class Settings:
         )
         if timeout < 0:
             raise ConfigError(f"lock timeout must be ≥ 0 seconds, got {timeout}")
+        staging_path = staging if staging is not None else os.environ.get("CLAIMS_STAGING")
+        runner, address = task_runner_choice(task_runner, dask_address)
         return cls(
             landing=pick(landing, "CLAIMS_LANDING", DEFAULT_LANDING),
             warehouse=pick(warehouse, "CLAIMS_WAREHOUSE", DEFAULT_WAREHOUSE),
             outbox=pick(outbox, "CLAIMS_OUTBOX", DEFAULT_OUTBOX),
             reject_threshold=threshold,
             lock_timeout_s=timeout,
+            staging=Path(staging_path).expanduser().resolve() if staging_path else None,
+            task_runner=runner,
+            dask_address=address,
         )
 
     @property
     def staging_dir(self) -> Path:
-        """Where validation writes staged Parquet for the single warehouse writer to load."""
+        """Where validation writes staged Parquet for the single warehouse writer to load.
+
+        ``<warehouse>.staging`` unless configured: Dask workers on other machines need a folder
+        mounted at the same path on every worker and on the writer.
+        """
+        if self.staging is not None:
+            return self.staging
         return self.warehouse.parent / (self.warehouse.stem + ".staging")

@@ -3,6 +3,11 @@
 Each flow reads like a table of contents of ``claims.pipeline``: plan → validate (one task run
 per partition, named after its key, concurrently) → commit (the single warehouse writer) →
 issue the batch → report. Tasks pass keys and paths, never frames.
+
+Validation runs on the flow's task runner: two local threads by default, or the workers of a
+Dask cluster (``CLAIMS_TASK_RUNNER=dask``, ``CLAIMS_DASK_ADDRESS``). What a worker gets is a
+``PartitionRef`` and paths, and what it returns is a ``Validated``: small, picklable, and free of
+personal data; the rows travel as staged Parquet through the staging folder.
 """
 
 from __future__ import annotations
@@ -13,14 +18,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from claims import pipeline
-from claims.config import ConfigError, Settings
+from claims.config import ConfigError, Settings, task_runner_choice
 from claims.dates import yesterday_in_shanghai
 from claims.pii import scrub
 from claims.views import progress
@@ -205,7 +210,8 @@ def _io_failure(ref: pipeline.PartitionRef, exc: OSError) -> pipeline.Validated:
 
 
 def _validate_all(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
-    """Validate the plan's partitions concurrently (2 threads: validation is CPU-bound)."""
+    """Validate the plan's partitions concurrently on the flow's task runner (2 threads, or
+    Dask workers); each writes its staged Parquet under ``plan.work_dir``."""
     futures = [
         (ref, validate_discharge_partition.submit(ref, plan.work_dir, plan.registry_file))
         for ref in plan.discharges
@@ -230,18 +236,48 @@ def _validate_all(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.V
     return validated
 
 
-def _settings(landing: str | None, warehouse: str | None, outbox: str | None) -> Settings:
+def _settings(
+    landing: str | None, warehouse: str | None, outbox: str | None, staging: str | None = None
+) -> Settings:
     return Settings.build(
         Path(landing) if landing else None,
         Path(warehouse) if warehouse else None,
         Path(outbox) if outbox else None,
+        staging=Path(staging) if staging else None,
     )
+
+
+def task_runner_for(runner: str, address: str | None) -> TaskRunner[Any]:
+    """Where validation runs: two local threads (validation is CPU-bound; Prefect's default
+    pool is unbounded), or a Dask cluster: the scheduler at ``address``, else a temporary
+    cluster of one single-threaded worker process per core on this machine."""
+    if runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=2)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ConfigError(
+            "--task-runner dask needs prefect-dask and distributed: install the project's "
+            "`dask` extra (uv sync --extra dask)"
+        ) from None
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_kwargs={"processes": True, "threads_per_worker": 1, "dashboard_address": None}
+    )
+
+
+# The task runner is part of a flow's definition, and a deployment's flow run (`claims serve`,
+# a work pool's worker) imports this module afresh: so the module-level flow takes its runner
+# from CLAIMS_TASK_RUNNER / CLAIMS_DASK_ADDRESS (a deployment sets them as job variables);
+# `claims run --task-runner …` overrides it with `nightly_for`.
+_ENV_RUNNER = task_runner_choice()
 
 
 @flow(
     name="claims-nightly",
     flow_run_name=_nightly_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=2),  # type: ignore[arg-type]
+    task_runner=task_runner_for(*_ENV_RUNNER),
     persist_result=False,
     validate_parameters=False,
 )
@@ -253,9 +289,10 @@ def nightly(
     landing: str | None = None,
     warehouse: str | None = None,
     outbox: str | None = None,
+    staging: str | None = None,
 ) -> pipeline.CommitResult:
     """``claims run`` / ``claims rerun``: every ready partition not yet done with its content."""
-    settings = _settings(landing, warehouse, outbox)
+    settings = _settings(landing, warehouse, outbox, staging)
     day = _as_date(as_of)
     logger = get_run_logger()
     with run_lock(settings.warehouse, settings.lock_timeout_s):
@@ -275,6 +312,15 @@ def nightly(
         path,
     )
     return result
+
+
+def nightly_for(settings: Settings) -> Flow[..., pipeline.CommitResult]:
+    """The nightly flow with the task runner ``settings`` ask for."""
+    if (settings.task_runner, settings.dask_address) == _ENV_RUNNER:
+        return nightly
+    return nightly.with_options(
+        task_runner=task_runner_for(settings.task_runner, settings.dask_address)
+    )
 
 
 def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
@@ -327,13 +373,14 @@ def backfill(
     landing: str | None = None,
     warehouse: str | None = None,
     outbox: str | None = None,
+    staging: str | None = None,
 ) -> list[pipeline.CommitResult]:
     """``claims backfill``: feed dates in order, one commit per date, resumable after a kill.
 
     A date already committed is skipped by its partitions' content hashes, so re-running the
     same range after a kill posts only what the killed run had not committed.
     """
-    settings = _settings(landing, warehouse, outbox)
+    settings = _settings(landing, warehouse, outbox, staging)
     first, last = _as_date(date_from), _as_date(date_to)
     logger = get_run_logger()
     results = []
