@@ -14,6 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -289,7 +290,7 @@ def _stage_reference(work_dir: Path, name: str, ref: Reference) -> None:
 
 def _choose_discharges(
     discharges: list[Partition],
-    states: dict[tuple[str, str], tuple],  # type: ignore[type-arg]
+    states: dict[tuple[str, str], tuple[Any, ...]],
     *,
     as_of: date,
     feed_dates: tuple[date, date] | None,
@@ -438,25 +439,21 @@ def validate_snapshot(ref: PartitionRef, *, work_dir: str, threshold: float) -> 
     quarantine = pl.concat(quarantines) if quarantines else empty_quarantine()
     quarantine.write_parquet(out / "quarantine.parquet")
     bad = quarantine.get_column("row_number").n_unique()
-    common = {
-        "rows_read": rows_read,
-        "rows_quarantined": bad,
-        "quarantine_path": str(out / "quarantine.parquet"),
-    }
-    if over_threshold(bad, rows_read, threshold):
-        error = threshold_error(bad, rows_read, threshold, "the current enrolment stays")
-        return Validated(
-            ref.kind, ref.key, ref.day, "", content_hash, "failed", error=error, **common
-        )
+    failed = over_threshold(bad, rows_read, threshold)
     return Validated(
         ref.kind,
         ref.key,
         ref.day,
         "",
         content_hash,
-        "validated",
-        staged_path=str(staged_dir),
-        **common,
+        "failed" if failed else "validated",
+        rows_read=rows_read,
+        rows_quarantined=bad,
+        error=threshold_error(bad, rows_read, threshold, "the current enrolment stays")
+        if failed
+        else None,
+        staged_path=None if failed else str(staged_dir),
+        quarantine_path=str(out / "quarantine.parquet"),
     )
 
 

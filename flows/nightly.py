@@ -32,7 +32,7 @@ from claims.views import progress
 from landing.errors import PartitionError
 from outbox.report import render_markdown, write_report
 from storage.lock import run_lock
-from storage.warehouse import WarehouseBusy
+from storage.warehouse import WarehouseBusy, warehouse_session
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -384,7 +384,12 @@ def backfill(
     first, last = _as_date(date_from), _as_date(date_to)
     logger = get_run_logger()
     results = []
-    with run_lock(settings.warehouse, settings.lock_timeout_s):
+    # One warehouse connection for every date: each close would checkpoint the log into the
+    # file, a second per date of rewriting the same blocks (docs/benchmarks.md).
+    with (
+        run_lock(settings.warehouse, settings.lock_timeout_s),
+        warehouse_session(settings.warehouse),
+    ):
         days = pipeline.feed_dates_between(settings, first, last)
         with progress("backfill dates", len(days)) as advance:
             for day in days:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandera.polars as pa
 import polars as pl
+from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
 PLAN_CODES = ("RETIREE_INPATIENT", "WORKER_MUTUAL", "GIG_WORKER", "UNION_BASIC")
@@ -42,7 +43,7 @@ class Hospital(pa.DataFrameModel):
         strict = True
 
     @pa.dataframe_check(error="in_network_to is before in_network_from")
-    def network_period(cls, data: pa.api.polars.types.PolarsData) -> pl.LazyFrame:
+    def network_period(cls, data: PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
             (pl.col("in_network_to") >= pl.col("in_network_from")).fill_null(True)
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -503,7 +504,7 @@ def record_success(
     return StageResult("succeeded", rows_read, bad, None)
 
 
-def partition_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple]:  # type: ignore[type-arg]
+def partition_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple[Any, ...]]:
     """(kind, key) → (status, content_hash, applied_hash, retry) of every known partition."""
     rows = con.execute(
         "SELECT kind, partition_key, status, content_hash, applied_hash, retry FROM partition_state"
