@@ -25,9 +25,7 @@ from claims.config import Settings
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Landing, warehouse and outbox in a temporary folder (a real DuckDB file)."""
-    return Settings.build(
-        tmp_path / "landing", tmp_path / "warehouse.duckdb", tmp_path / "outbox"
-    )
+    return Settings.build(tmp_path / "landing", tmp_path / "warehouse.duckdb", tmp_path / "outbox")
 
 
 @pytest.fixture(scope="session")
