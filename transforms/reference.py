@@ -58,12 +58,30 @@ def _rate_bp(value: object, where: str) -> int:
     return int(bp)
 
 
-def load_rules(path: Path) -> Reference:
-    """Parse and check ``plans.toml``; raises ReferenceError naming the entry at fault."""
+# Checked reference content by (kind, sha256): a backfill loads the same files once per date.
+_checked: dict[tuple[str, str], Reference] = {}
+
+
+def _cached(kind: str, path: Path) -> tuple[bytes, str, Reference | None]:
     try:
         data = path.read_bytes()
+    except OSError as exc:
+        raise ReferenceError(f"{path.name}: cannot read it ({exc.strerror})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    hit = _checked.get((kind, digest))
+    if hit is not None and hit.origin == str(path):
+        return data, digest, hit
+    return data, digest, None
+
+
+def load_rules(path: Path) -> Reference:
+    """Parse and check ``plans.toml``; raises ReferenceError naming the entry at fault."""
+    data, digest, hit = _cached("plans", path)
+    if hit is not None:
+        return hit
+    try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ReferenceError(f"{path.name}: cannot read the rules file ({exc})") from None
     entries = doc.get("plan")
     if not isinstance(entries, list) or not entries:
@@ -119,13 +137,17 @@ def load_rules(path: Path) -> Reference:
         raise ReferenceError(
             f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
         ) from None
-    return Reference(frame, str(path), hashlib.sha256(data).hexdigest())
+    ref = Reference(frame, str(path), digest)
+    _checked[("plans", digest)] = ref
+    return ref
 
 
 def load_registry(path: Path) -> Reference:
     """Parse and check a ``hospitals.csv``; raises ReferenceError saying what is wrong."""
+    data, digest, hit = _cached("hospitals", path)
+    if hit is not None:
+        return hit
     try:
-        data = path.read_bytes()
         text = data.decode("utf-8-sig")
         raw = pl.read_csv(text.encode(), infer_schema=False)
     except (OSError, UnicodeDecodeError, pl.exceptions.PolarsError):
@@ -160,7 +182,9 @@ def load_registry(path: Path) -> Reference:
         raise ReferenceError(
             f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
         ) from None
-    return Reference(frame, str(path), hashlib.sha256(data).hexdigest())
+    ref = Reference(frame, str(path), digest)
+    _checked[("hospitals", digest)] = ref
+    return ref
 
 
 def registry_path(landing: Path, reference_dir: Path) -> Path:
