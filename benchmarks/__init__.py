@@ -1,0 +1,1 @@
+"""Scale runs of the pipeline against a bare DuckDB floor: ``python -m benchmarks.run``."""

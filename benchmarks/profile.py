@@ -1,0 +1,315 @@
+"""Where the time and memory go: the breakdowns behind "Misses and plans" in docs/benchmarks.md.
+
+    python -m benchmarks.profile dates --landing L --warehouse W --from D [--days N]
+    python -m benchmarks.profile partitions --landing L [--limit N]
+    python -m benchmarks.profile snapshot-memory --landing L --work DIR
+    python -m benchmarks.profile chains --staged FILE
+    python -m benchmarks.profile flow-gaps --landing L --warehouse W --from D1 --to D2
+
+``dates`` runs ``run_local`` per feed date (as ``claims backfill`` commits) and splits each date's
+CPU and wall time over the pipeline's stages; ``partitions`` splits the validation of discharge
+partitions; ``snapshot-memory`` samples RSS through the snapshot's read, validation, Parquet
+write and warehouse load; ``flow-gaps`` times what ``claims backfill``'s flow spends outside
+the dates' work; ``chains`` times ``storage.members``'s coverage-chain SQL against the
+rewrite proposed in the analysis, on a staged snapshot, and checks they give the same rows.
+Production functions are wrapped for timing, never changed. For a call tree, use pyinstrument:
+``python -m pyinstrument -r text -m benchmarks.steps local --landing … --date …``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+Totals = defaultdict[str, list[float]]
+
+
+def _timed(acc: Totals, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            acc[label][0] += time.perf_counter() - wall
+            acc[label][1] += time.process_time() - cpu
+
+    return wrapper
+
+
+def dates(args: argparse.Namespace) -> None:
+    """Per feed date: wall/CPU seconds of each stage of a commit."""
+    import claims.pipeline as pipeline
+    import storage.staging as staging
+    from claims.config import Settings
+
+    acc: Totals = defaultdict(lambda: [0.0, 0.0])
+    for name in ("plan_run", "validate_partition", "issue", "adjudicate", "post"):
+        setattr(pipeline, name, _timed(acc, name, getattr(pipeline, name)))
+    for name in ("stage_discharges", "refresh_touched_stays"):
+        setattr(staging, name, _timed(acc, name, getattr(staging, name)))
+    opener = pipeline.open_warehouse
+
+    label = "open + migrate + close (checkpoint)"
+
+    @contextlib.contextmanager
+    def open_warehouse(path: Path, **kw: Any) -> Iterator[Any]:
+        manager = opener(path, **kw)
+        con = _timed(acc, label, manager.__enter__)()
+        try:
+            yield con
+        finally:
+            _timed(acc, label, manager.__exit__)(None, None, None)
+
+    @contextlib.contextmanager
+    def transaction(con: Any) -> Iterator[None]:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        _timed(acc, "COMMIT", con.execute)("COMMIT")
+
+    pipeline.open_warehouse = open_warehouse
+    pipeline.transaction = transaction
+    settings = Settings.build(Path(args.landing), Path(args.warehouse), Path(args.outbox))
+    first = date.fromisoformat(args.date_from)
+    print("date        wall   CPU | stage wall/CPU seconds, by CPU")
+    for i in range(args.days):
+        day = first + timedelta(days=i)
+        acc.clear()
+        wall, cpu = time.perf_counter(), time.process_time()
+        pipeline.run_local(settings, command="backfill", as_of=day, feed_dates=(day, day))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        parts = sorted(acc.items(), key=lambda kv: -kv[1][1])
+        print(
+            f"{day} {wall:6.2f} {cpu:5.2f} | "
+            + "  ".join(f"{k} {w:.2f}/{c:.2f}" for k, (w, c) in parts),
+            flush=True,
+        )
+
+
+def partitions(args: argparse.Namespace) -> None:
+    """Per discharge partition: reading and each part of validation, CPU milliseconds."""
+    import polars as pl
+
+    import transforms.discharges as td
+    from landing.delivery import read_delivery
+    from landing.partitions import discover
+    from schemas import discharge as schema
+
+    acc: Totals = defaultdict(lambda: [0.0, 0.0])
+    for name in ("_trimmed", "_validate", "_parsed", "_staged"):
+        if hasattr(td, name):
+            setattr(td, name, _timed(acc, name, getattr(td, name)))
+    landing = Path(args.landing)
+    found = discover(landing).discharges[: args.limit]
+    codes = pl.read_csv(landing / "reference" / "hospitals.csv", infer_schema=False)
+    read = validate = 0.0
+    rows = 0
+    for p in found:
+        cpu = time.process_time()
+        delivery = read_delivery(p, schema.REQUIRED, optional=schema.OPTIONAL)
+        read += time.process_time() - cpu
+        cpu = time.process_time()
+        td.validate_discharges(
+            delivery.frame, feed_date=p.day, source=p.source, hospital_codes=codes["hospital_code"]
+        )
+        validate += time.process_time() - cpu
+        rows += delivery.frame.height
+    n = max(1, len(found))
+    print(f"{len(found)} partitions, {rows} rows ({rows // n} a partition), CPU per partition:")
+    print(f"  read_delivery          {read / n * 1000:6.0f} ms")
+    print(f"  validate_discharges    {validate / n * 1000:6.0f} ms, of which")
+    for name, (_, c) in acc.items():
+        print(f"    {name:<20} {c / n * 1000:6.0f} ms")
+
+
+def snapshot_memory(args: argparse.Namespace) -> None:
+    """Peak RSS of each phase of a snapshot load (sampled every 10 ms)."""
+    from datetime import date as _date
+
+    import psutil
+
+    from claims.pipeline import PartitionRef, validate_snapshot
+    from landing.partitions import discover
+    from storage.members import load_snapshot
+    from storage.warehouse import open_warehouse, transaction
+
+    proc = psutil.Process()
+    peaks: dict[str, int] = {}
+    phase = ["start"]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peaks[phase[0]] = max(peaks.get(phase[0], 0), proc.memory_info().rss)
+            done.wait(0.01)
+
+    threading.Thread(target=sample, daemon=True).start()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    snap = discover(Path(args.landing)).snapshots[-1]
+    time.sleep(0.05)
+    phase[0] = "read + validate + write staged Parquet"
+    validated = validate_snapshot(PartitionRef.of(snap), work_dir=str(work), threshold=0.01)
+    assert validated.staged_path is not None
+    phase[0] = "load into the warehouse (chains, members)"
+    with open_warehouse(work / "probe.duckdb") as con, transaction(con):
+        load_snapshot(
+            con,
+            staged_parquet=Path(validated.staged_path),
+            snapshot_date=_date.fromisoformat(str(snap.day)),
+            content_hash="probe",
+            run_id="probe",
+        )
+    time.sleep(0.05)
+    done.set()
+    for name, rss in peaks.items():
+        print(f"{name:<44} peak RSS {rss / 2**30:5.2f} GB")
+
+
+# The rewrite proposed in docs/benchmarks.md, "Misses and plans", 1.1.
+CHAINS_PROPOSED = """
+WITH multi AS (
+    SELECT national_id, plan_code FROM staged_enrollments GROUP BY ALL HAVING count(*) > 1
+), ordered AS (
+    SELECT s.*, max(coalesce(coverage_end, DATE '9999-12-31')) OVER (
+        PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_until
+    FROM staged_enrollments s SEMI JOIN multi USING (national_id, plan_code)
+)
+SELECT s.*, s.coverage_start AS chain_start
+FROM staged_enrollments s ANTI JOIN multi USING (national_id, plan_code)
+UNION ALL BY NAME
+SELECT * EXCLUDE (covered_until),
+    max(CASE WHEN covered_until IS NULL OR coverage_start > covered_until + 1
+             THEN coverage_start END) OVER (
+        PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
+        ROWS UNBOUNDED PRECEDING) AS chain_start
+FROM ordered
+"""
+
+
+def chains(args: argparse.Namespace) -> None:
+    """The coverage-chain SQL as it is and as proposed: seconds, and whether rows agree."""
+    import duckdb
+
+    from storage.members import _CHAINS
+
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(f"CREATE VIEW staged_enrollments AS SELECT * FROM read_parquet('{args.staged}')")
+    con.execute("CREATE TABLE warm AS SELECT * FROM staged_enrollments")  # page cache, once
+    timings: dict[str, list[float]] = {"current": [], "proposed": []}
+    for _ in range(args.repeats):
+        for name, sql in (("current", _CHAINS), ("proposed", CHAINS_PROPOSED)):
+            t = time.perf_counter()
+            con.execute(f"CREATE OR REPLACE TABLE chains_{name} AS {sql}")
+            timings[name].append(time.perf_counter() - t)
+    cols = "enrollment_id, national_id, plan_code, coverage_start, coverage_end, chain_start"
+    differ = 0
+    for a, b in (("current", "proposed"), ("proposed", "current")):
+        row = con.execute(
+            f"SELECT count(*) FROM (SELECT {cols} FROM chains_{a} EXCEPT ALL "
+            f"SELECT {cols} FROM chains_{b})"
+        ).fetchone()
+        differ += int(row[0]) if row else 0
+    rows = con.execute("SELECT count(*) FROM chains_current").fetchone()
+    for name, values in timings.items():
+        print(f"{name:<9} best {min(values):.2f} s of {', '.join(f'{v:.2f}' for v in values)}")
+    print(f"{rows[0] if rows else 0} rows; rows differing: {differ}")
+
+
+def flow_gaps(args: argparse.Namespace) -> None:
+    """Prefect's share of ``claims backfill``: time before the first date, between dates, after.
+
+    Runs the real backfill flow in this process (ephemeral mode) with timestamps taken where
+    each date's work starts (``plan_run``) and ends (``cleanup``): whatever lies outside is
+    orchestration.
+    """
+    import claims.pipeline as pipeline
+    from flows.nightly import backfill
+
+    marks: list[tuple[str, float]] = []
+    plan_run, cleanup = pipeline.plan_run, pipeline.cleanup
+
+    def timed_plan(*a: Any, **k: Any) -> Any:
+        marks.append(("start", time.perf_counter()))
+        return plan_run(*a, **k)
+
+    def timed_cleanup(*a: Any, **k: Any) -> Any:
+        result = cleanup(*a, **k)
+        marks.append(("end", time.perf_counter()))
+        return result
+
+    pipeline.plan_run = timed_plan
+    pipeline.cleanup = timed_cleanup
+    began = time.perf_counter()
+    backfill(
+        date_from=date.fromisoformat(args.date_from),
+        date_to=date.fromisoformat(args.date_to),
+        landing=args.landing,
+        warehouse=args.warehouse,
+        outbox=args.outbox,
+    )
+    finished = time.perf_counter()
+    starts = [t for kind, t in marks if kind == "start"]
+    ends = [t for kind, t in marks if kind == "end"]
+    gaps = [b - a for a, b in zip(ends, starts[1:], strict=False)]
+    work = sum(b - a for a, b in zip(starts, ends, strict=False))
+    print(f"flow call {finished - began:.1f} s: dates' work {work:.1f} s")
+    print(f"before the first date (API server start, flow run) {starts[0] - began:.1f} s")
+    if gaps:
+        gaps.sort()
+        print(
+            f"between dates ({len(gaps)}): median {gaps[len(gaps) // 2] * 1000:.0f} ms, "
+            f"max {gaps[-1] * 1000:.0f} ms"
+        )
+    print(f"after the last date (report, flow end) {finished - ends[-1]:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("dates")
+    p.set_defaults(fn=dates)
+    p.add_argument("--landing", required=True)
+    p.add_argument("--warehouse", required=True, help="a copy of a warehouse with the snapshot")
+    p.add_argument("--outbox", default="/tmp/claims-profile-outbox")
+    p.add_argument("--from", dest="date_from", required=True)
+    p.add_argument("--days", type=int, default=10)
+    p = sub.add_parser("partitions")
+    p.set_defaults(fn=partitions)
+    p.add_argument("--landing", required=True)
+    p.add_argument("--limit", type=int, default=30)
+    p = sub.add_parser("snapshot-memory")
+    p.set_defaults(fn=snapshot_memory)
+    p.add_argument("--landing", required=True, help="a landing folder with the snapshot")
+    p.add_argument("--work", required=True, help="a scratch folder")
+    p = sub.add_parser("flow-gaps")
+    p.set_defaults(fn=flow_gaps)
+    p.add_argument("--landing", required=True)
+    p.add_argument("--warehouse", required=True, help="a copy of a warehouse with the snapshot")
+    p.add_argument("--outbox", default="/tmp/claims-profile-outbox")
+    p.add_argument("--from", dest="date_from", required=True)
+    p.add_argument("--to", dest="date_to", required=True)
+    p = sub.add_parser("chains")
+    p.set_defaults(fn=chains)
+    p.add_argument("--staged", required=True, help="a staged snapshot Parquet file")
+    p.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

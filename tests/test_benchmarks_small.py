@@ -1,0 +1,85 @@
+"""The benchmark script runs end to end at small scale, so that it cannot rot.
+
+Figures only: no timing is asserted here (the targets live in ``benchmarks/run.py`` and are
+judged in its output). About two minutes on an idle machine: four Prefect start-ups.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_small_benchmarks_print_the_table_with_positive_figures(tmp_path: Path) -> None:
+    out, docs = tmp_path / "out", tmp_path / "benchmarks.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--scale",
+            "small",
+            "--out",
+            str(out),
+            "--docs",
+            str(docs),
+            "--timeout",
+            "1500",
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    for row in (
+        "snapshot load",
+        "Prefect start",
+        "night (claims run)",
+        "backfill (claims backfill)",
+        "backfill via run_local",
+        "Prefect per partition, by difference",
+        "Prefect per partition, direct",
+        "peak memory",
+    ):
+        assert row in proc.stdout, f"the table lacks {row!r}:\n{proc.stdout[-4000:]}"
+
+    record = json.loads((out / "results-small.json").read_text())
+    results = record["results"]
+    sides = {
+        "snapshot": ("pipeline", "floor"),
+        "prefect_start": ("pipeline",),
+        "night": ("pipeline", "floor"),
+        "backfill": ("pipeline", "floor"),
+        "overhead": ("local", "tasks"),
+    }
+    for bench, names in sides.items():
+        for side in names:
+            part = results[bench][side]
+            assert part["n"] >= 1 and part["ok"] == part["n"], (bench, side, part["runs"])
+            assert part["wall_s"] > 0 and part["peak_rss"] > 0, (bench, side, part)
+    for row in record["figures"]:
+        for key in ("pipeline_s", "floor_s", "ratio", "peak"):
+            value = row[key]
+            # Prefect's per-partition costs are differences of timings: present, of any sign.
+            if value is not None and not row["name"].startswith("Prefect per partition"):
+                assert value > 0, (row["name"], key, value)
+    for name in ("Prefect per partition, by difference", "Prefect per partition, direct"):
+        assert any(r["name"] == name and r["pipeline_s"] is not None for r in record["figures"])
+
+    # The floor must do the pipeline's work: the same stays and the same money, to the fen.
+    for bench in ("night", "backfill"):
+        check = results[bench]["check"]
+        assert check["same"], (bench, check)
+    assert docs.read_text(encoding="utf-8").startswith("# Benchmarks")
+    # Scratch warehouses are gone; the generated data stays cached.
+    assert not (out / "work-small").exists()
+    assert any(out.glob("data-small-*/.complete"))
