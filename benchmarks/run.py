@@ -573,9 +573,12 @@ def figures(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     "ratio": None,
                     "peak": None,
                     "floor_peak": None,
-                    "target": f"≤ {TARGET_OVERHEAD_S * 1000:g} ms",
-                    "limit": TARGET_OVERHEAD_S,
-                    "met": per_partition <= TARGET_OVERHEAD_S,
+                    # Not judged: the two runs differ in more than Prefect (run_local opens
+                    # and closes the warehouse per date; the flow keeps one session), and
+                    # they are taken at different times. The direct row below is judged.
+                    "target": "— (see direct)",
+                    "limit": None,
+                    "met": None,
                     "note": note,
                 }
             )
