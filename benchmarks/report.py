@@ -29,13 +29,15 @@ def fmt_gb(value: Any) -> str:
     return "—" if value is None else f"{int(value) / GB:.2f} GB"
 
 
-def _result(row: dict[str, Any]) -> str:
+def verdict(row: dict[str, Any], *, bold: bool = False) -> str:
+    """A figure's result against its target: met / MISSED with the limit, or — if not judged."""
     met = row.get("met")
     if met is None:
         return "—"
     limit = row.get("limit")
     bound = f" (≤ {fmt_s(limit)})" if isinstance(limit, float) else ""
-    return ("**met**" if met else "**MISSED**") + bound
+    word = "met" if met else "MISSED"
+    return (f"**{word}**" if bold else word) + bound
 
 
 def _summary(figures: list[dict[str, Any]]) -> list[str]:
@@ -49,7 +51,8 @@ def _summary(figures: list[dict[str, Any]]) -> list[str]:
         note = f" ({r['note']})" if r.get("note") else ""
         lines.append(
             f"| {r['name']}{note} | {fmt_s(r['pipeline_s'])} | {fmt_s(r['floor_s'])} | {ratio} | "
-            f"{fmt_gb(r['peak'])} | {fmt_gb(r['floor_peak'])} | {r['target']} | {_result(r)} |"
+            f"{fmt_gb(r['peak'])} | {fmt_gb(r['floor_peak'])} | {r['target']} | "
+            f"{verdict(r, bold=True)} |"
         )
     return lines
 

@@ -39,6 +39,7 @@ from benchmarks import data as bdata
 from benchmarks.measure import Sample, measure
 from benchmarks.report import fmt_gb as _gb
 from benchmarks.report import fmt_s as _s
+from benchmarks.report import verdict
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT / "benchmarks" / "out"
@@ -648,15 +649,6 @@ def _row(
     }
 
 
-def _met(row: dict[str, Any]) -> str:
-    met = row.get("met")
-    if met is None:
-        return "—"
-    limit = row.get("limit")
-    bound = f" (limit {_s(limit)})" if isinstance(limit, float) else ""
-    return ("met" if met else "MISSED") + bound
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     """The medians as a plain-text table."""
     head = ("benchmark", "pipeline", "floor", "ratio", "peak RSS", "floor RSS", "target", "result")
@@ -669,7 +661,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             _gb(r["peak"]),
             _gb(r["floor_peak"]),
             str(r["target"]),
-            _met(r),
+            verdict(r),
         )
         for r in rows
     ]
