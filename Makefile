@@ -38,10 +38,11 @@ test-slow: setup ## the slow tests: real Prefect server, faults, scale
 
 test-all: test test-slow ## everything CI runs
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and the package layers (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup ## the benchmarks at full scale (minutes; writes docs/benchmarks.md)
 	$(VENV)/bin/python -m benchmarks.run --scale full

@@ -1,6 +1,6 @@
 """Benchmark inputs: a 10 M-row enrolment snapshot, one night, a year of nights; cached on disk.
 
-Everything is drawn with ``claims.synth`` (vectorised, deterministic) and written as the inbound
+Everything is drawn with ``synth`` (vectorised, deterministic) and written as the inbound
 contract says (feeds.md): registry, snapshot and partitions, each with its manifest. Three
 landing folders share the registry and the snapshot (hard links, not symlinks: the contract
 fails a partition whose file is a symbolic link):
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
-    from claims.synth import Population
+    from synth import Population
 
 # Bump when the benchmark's own use of the generator changes what is written.
 LAYOUT_VERSION = 1
@@ -135,7 +135,7 @@ class Dataset:
 
 
 def _source_hash() -> str:
-    from claims import synth
+    import synth
 
     return hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:16]
 
@@ -171,7 +171,7 @@ def _write_nights(
     log: Callable[[str], None],
 ) -> int:
     """``nights`` feed dates from ``first``, ``n`` new stays each, a partition per source."""
-    from claims import synth
+    import synth
 
     rows = 0
     started = time.perf_counter()
@@ -226,7 +226,7 @@ def generate(scale: Scale, out: Path, log: Callable[[str], None] = print) -> Non
     # Keep the disk tidy: an older generation of this scale is no longer wanted.
     for old in out.glob(f"data-{scale.name}-*"):
         shutil.rmtree(old, ignore_errors=True)
-    from claims import synth
+    import synth
 
     started = time.perf_counter()
     log(f"generating {scale.name} data under {root} (cached for later runs)")

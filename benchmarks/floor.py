@@ -17,7 +17,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 
-from claims.config import REFERENCE_DIR
+from config.settings import REFERENCE_DIR
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 # What transforms.identity strips (str.isspace()), as an RE2 class.

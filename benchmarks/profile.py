@@ -47,16 +47,20 @@ def _timed(acc: Totals, label: str, fn: Callable[..., Any]) -> Callable[..., Any
 
 def dates(args: argparse.Namespace) -> None:
     """Per feed date: wall/CPU seconds of each stage of a commit."""
-    import claims.pipeline as pipeline
+    import pipeline.local as local
+    import pipeline.plan as plan
+    import pipeline.write as write
     import storage.staging as staging
-    from claims.config import Settings
+    from config.settings import Settings
 
     acc: Totals = defaultdict(lambda: [0.0, 0.0])
-    for name in ("plan_run", "validate_partition", "issue", "adjudicate", "post"):
-        setattr(pipeline, name, _timed(acc, name, getattr(pipeline, name)))
+    for name in ("plan_run", "validate_partition", "issue"):
+        setattr(local, name, _timed(acc, name, getattr(local, name)))
+    for name in ("adjudicate", "post"):
+        setattr(write, name, _timed(acc, name, getattr(write, name)))
     for name in ("stage_discharges", "refresh_touched_stays"):
         setattr(staging, name, _timed(acc, name, getattr(staging, name)))
-    opener = pipeline.open_warehouse
+    opener = write.open_warehouse
 
     label = "open + migrate + close (checkpoint)"
 
@@ -79,8 +83,9 @@ def dates(args: argparse.Namespace) -> None:
             raise
         _timed(acc, "COMMIT", con.execute)("COMMIT")
 
-    pipeline.open_warehouse = open_warehouse
-    pipeline.transaction = transaction
+    plan.open_warehouse = open_warehouse
+    write.open_warehouse = open_warehouse
+    write.transaction = transaction
     settings = Settings.build(Path(args.landing), Path(args.warehouse), Path(args.outbox))
     first = date.fromisoformat(args.date_from)
     print("date        wall   CPU | stage wall/CPU seconds, by CPU")
@@ -88,7 +93,7 @@ def dates(args: argparse.Namespace) -> None:
         day = first + timedelta(days=i)
         acc.clear()
         wall, cpu = time.perf_counter(), time.process_time()
-        pipeline.run_local(settings, command="backfill", as_of=day, feed_dates=(day, day))
+        local.run_local(settings, command="backfill", as_of=day, feed_dates=(day, day))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         parts = sorted(acc.items(), key=lambda kv: -kv[1][1])
         print(
@@ -140,8 +145,8 @@ def snapshot_memory(args: argparse.Namespace) -> None:
 
     import psutil
 
-    from claims.pipeline import PartitionRef, validate_snapshot
     from landing.partitions import discover
+    from pipeline import validate_snapshot
     from storage.members import load_snapshot
     from storage.warehouse import open_warehouse, transaction
 
@@ -161,7 +166,7 @@ def snapshot_memory(args: argparse.Namespace) -> None:
     snap = discover(Path(args.landing)).snapshots[-1]
     time.sleep(0.05)
     phase[0] = "read + validate + write staged Parquet"
-    validated = validate_snapshot(PartitionRef.of(snap), work_dir=str(work), threshold=0.01)
+    validated = validate_snapshot(snap, work_dir=str(work), threshold=0.01)
     assert validated.staged_path is not None
     phase[0] = "load into the warehouse (chains, members)"
     with open_warehouse(work / "probe.duckdb") as con, transaction(con):
@@ -237,7 +242,7 @@ def flow_gaps(args: argparse.Namespace) -> None:
     each date's work starts (``plan_run``) and ends (``cleanup``): whatever lies outside is
     orchestration.
     """
-    import claims.pipeline as pipeline
+    import pipeline
     from flows.nightly import backfill
 
     marks: list[tuple[str, float]] = []

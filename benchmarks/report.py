@@ -154,7 +154,7 @@ def write_markdown(path: Path, record: dict[str, Any]) -> None:
         "",
         "## What is measured",
         "",
-        f"- **snapshot load**: `claims.pipeline.run_local` on a landing folder holding only the "
+        f"- **snapshot load**: `pipeline.run_local` on a landing folder holding only the "
         f"registry and a {ds['enrollments']:,}-row enrolment snapshot "
         f"({params['snapshot_format']}), "
         "into a new warehouse (read, manifest and sha256 checks, validation, staging Parquet, "

@@ -22,14 +22,14 @@ def _emit(**fields: object) -> None:
 
 
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from claims.config import Settings
+    from config.settings import Settings
 
     return Settings.build(Path(args.landing), Path(args.warehouse), Path(args.outbox))
 
 
 def local(args: argparse.Namespace) -> None:
     """``run_local`` once: what ``claims run --date D`` does, without Prefect."""
-    from claims.pipeline import run_local
+    from pipeline import run_local
 
     t0 = time.perf_counter()
     result = run_local(_settings(args), as_of=date.fromisoformat(args.date))
@@ -44,7 +44,7 @@ def local(args: argparse.Namespace) -> None:
 
 def local_dates(args: argparse.Namespace) -> None:
     """A backfill without Prefect: ``run_local`` per feed date, as ``claims backfill`` commits."""
-    from claims import pipeline
+    import pipeline
     from outbox.report import write_report
 
     settings = _settings(args)

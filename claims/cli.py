@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from claims.config import ConfigError, Settings
+from config.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from claims.pipeline import CommitResult
+    from outbox.summary import CommitResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -122,7 +122,7 @@ def _exit_codes() -> Iterator[None]:
     """Map the pipeline's errors to the contract's exit statuses, with a message, no traceback."""
     from rich.markup import escape
 
-    from claims.pii import scrub
+    from config.masking import scrub
     from landing.partitions import PartitionKeyError
     from storage.warehouse import WarehouseBusy
 
@@ -210,7 +210,7 @@ def run(
     dask_address: DaskAddress = None,
 ) -> None:
     """The nightly job: every ready partition with feed_date ≤ D not yet done, then pay."""
-    from claims.dates import yesterday_in_shanghai
+    from config.dates import yesterday_in_shanghai
 
     with _exit_codes():
         settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
@@ -245,7 +245,7 @@ def rerun(
         for key in partition or []:
             parse_discharge_key(key)
         settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
-        from claims.dates import yesterday_in_shanghai
+        from config.dates import yesterday_in_shanghai
 
         keys = list(dict.fromkeys(partition or []))
         _check_ready(settings, keys)

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from claims import views
-from claims.config import ConfigError, Settings
-from claims.pipeline import CommitResult
-from claims.synth import build_demo_landing
-from claims.views import progress
+from config.settings import ConfigError, Settings
+from flows.progress import progress
+from outbox.summary import CommitResult
+from synth import build_demo_landing
 from transforms.money import fen_to_yuan
 
 

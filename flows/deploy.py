@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from prefect.schedules import Cron, Schedule
 from prefect.types.entrypoint import EntrypointType
 
-from claims.config import ConfigError, Settings
+from config.settings import ConfigError, Settings
 from flows.nightly import nightly
 
 DEPLOYMENT = "claims-nightly"

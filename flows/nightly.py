@@ -1,12 +1,12 @@
 """Prefect flows: the nightly run, re-runs and backfills. Orchestration only.
 
-Each flow reads like a table of contents of ``claims.pipeline``: plan → validate (one task run
+Each flow reads like a table of contents of ``pipeline``: plan → validate (one task run
 per partition, named after its key, concurrently) → commit (the single warehouse writer) →
 issue the batch → report. Tasks pass keys and paths, never frames.
 
 Validation runs on the flow's task runner: two local threads by default, or the workers of a
 Dask cluster (``CLAIMS_TASK_RUNNER=dask``, ``CLAIMS_DASK_ADDRESS``). What a worker gets is a
-``PartitionRef`` and paths, and what it returns is a ``Validated``: small, picklable, and free of
+``Partition`` and paths, and what it returns is a ``Validated``: small, picklable, and free of
 personal data; the rows travel as staged Parquet through the staging folder.
 """
 
@@ -24,13 +24,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from claims import pipeline
-from claims.config import ConfigError, Settings, task_runner_choice
-from claims.dates import yesterday_in_shanghai
-from claims.pii import scrub
-from claims.views import progress
+import pipeline
+from config.dates import yesterday_in_shanghai
+from config.masking import scrub
+from config.settings import ConfigError, Settings, task_runner_choice
+from flows.progress import progress
 from landing.errors import PartitionError
+from landing.partitions import Partition
 from outbox.report import render_markdown, write_report
+from outbox.summary import CommitResult
 from storage.lock import run_lock
 from storage.warehouse import WarehouseBusy, warehouse_session
 
@@ -137,7 +139,7 @@ def plan_partitions(
 )
 @_sanitized
 def validate_discharge_partition(
-    ref: pipeline.PartitionRef, work_dir: str, registry_file: str
+    ref: Partition, work_dir: str, registry_file: str
 ) -> pipeline.Validated:
     """Read, check and validate one discharge partition."""
     return pipeline.validate_partition(ref, work_dir=work_dir, registry_file=registry_file)
@@ -153,7 +155,7 @@ def validate_discharge_partition(
 )
 @_sanitized
 def validate_enrollment_snapshot(
-    ref: pipeline.PartitionRef, work_dir: str, threshold: float
+    ref: Partition, work_dir: str, threshold: float
 ) -> pipeline.Validated:
     """Read, check and validate the enrolment snapshot to load."""
     return pipeline.validate_snapshot(ref, work_dir=work_dir, threshold=threshold)
@@ -163,7 +165,7 @@ def validate_enrollment_snapshot(
 @_sanitized
 def commit_run(
     settings: Settings, plan: pipeline.RunPlan, validated: list[pipeline.Validated]
-) -> pipeline.CommitResult:
+) -> CommitResult:
     """Stage, adjudicate, post the ledger and the payment batch: one transaction."""
     return pipeline.commit(settings, plan, validated)
 
@@ -184,7 +186,7 @@ def issue_batch(settings: Settings) -> list[str]:
 
 @task(task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
-def report(settings: Settings, results: list[pipeline.CommitResult], title: str) -> str:
+def report(settings: Settings, results: list[CommitResult], title: str) -> str:
     """The run's HTML report and its Prefect markdown artifact (no personal data in either)."""
     path = write_report(settings.outbox, results, title=title)
     create_markdown_artifact(
@@ -195,13 +197,10 @@ def report(settings: Settings, results: list[pipeline.CommitResult], title: str)
     return str(path)
 
 
-def _io_failure(ref: pipeline.PartitionRef, exc: OSError) -> pipeline.Validated:
+def _io_failure(ref: Partition, exc: OSError) -> pipeline.Validated:
     """An I/O error that outlived its retries fails only its partition; the next run retries."""
     return pipeline.Validated(
-        ref.kind,
-        ref.key,
-        ref.day,
-        ref.source,
+        ref,
         None,
         "failed",
         error=f"io_error: {scrub(str(exc))[:300]}",
@@ -290,7 +289,7 @@ def nightly(
     warehouse: str | None = None,
     outbox: str | None = None,
     staging: str | None = None,
-) -> pipeline.CommitResult:
+) -> CommitResult:
     """``claims run`` / ``claims rerun``: every ready partition not yet done with its content."""
     settings = _settings(landing, warehouse, outbox, staging)
     day = _as_date(as_of)
@@ -314,7 +313,7 @@ def nightly(
     return result
 
 
-def nightly_for(settings: Settings) -> Flow[..., pipeline.CommitResult]:
+def nightly_for(settings: Settings) -> Flow[..., CommitResult]:
     """The nightly flow with the task runner ``settings`` ask for."""
     if (settings.task_runner, settings.dask_address) == _ENV_RUNNER:
         return nightly
@@ -352,7 +351,7 @@ def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipelin
 
 @task(task_run_name="feed_date={day}", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
-def backfill_date(settings: Settings, day: date) -> pipeline.CommitResult:
+def backfill_date(settings: Settings, day: date) -> CommitResult:
     """One feed date of a backfill: plan, validate its partitions, commit, issue."""
     plan = pipeline.plan_run(settings, command="backfill", as_of=day, feed_dates=(day, day))
     result = pipeline.commit(settings, plan, _validate_inline(settings, plan))
@@ -374,7 +373,7 @@ def backfill(
     warehouse: str | None = None,
     outbox: str | None = None,
     staging: str | None = None,
-) -> list[pipeline.CommitResult]:
+) -> list[CommitResult]:
     """``claims backfill``: feed dates in order, one commit per date, resumable after a kill.
 
     A date already committed is skipped by its partitions' content hashes, so re-running the

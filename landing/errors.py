@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from claims.pii import scrub
+from config.masking import scrub
 
 
 class PartitionError(Exception):

@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from claims.pii import scrub
-from claims.pipeline import CommitResult
+from config.masking import scrub
+from outbox.summary import CommitResult
 from transforms.money import fen_to_yuan
 
 STATUSES = ("succeeded", "failed", "skipped", "waiting")

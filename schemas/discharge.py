@@ -16,8 +16,7 @@ from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
 from schemas.checks import col, passes, rule
-from transforms.diagnosis import DIAGNOSIS_RE
-from transforms.money import DECIMAL_RE, NUMBER_LIKE_RE, too_large, too_many_places
+from schemas.notation import DECIMAL_RE, DIAGNOSIS_RE, NUMBER_LIKE_RE, too_large, too_many_places
 
 COLUMNS = (
     "settlement_id",

@@ -19,7 +19,7 @@ os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("CLAIMS_LOCK_TIMEOUT", "5")
 
-from claims.config import Settings
+from config.settings import Settings
 
 
 @pytest.fixture

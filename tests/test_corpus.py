@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from claims.config import Settings
-from claims.pipeline import run_local
+from config.settings import Settings
+from pipeline import run_local
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 

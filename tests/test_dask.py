@@ -20,8 +20,8 @@ import pytest
 from test_cli import Invoke, claims  # noqa: F401  (the fixture)
 from test_flows import build_landing, population, query
 
-from claims import pipeline
-from claims.config import ConfigError, Settings
+from config.settings import ConfigError, Settings
+from landing.partitions import Partition
 
 # ---------------------------------------------------------------------------------------------
 # Configuration: which task runner, where the staging folder is
@@ -189,7 +189,7 @@ def test_a_night_on_a_dask_cluster_equals_the_night_on_local_threads(
 
     assert views(root / "warehouse.duckdb") == views(threads.settings.warehouse)
 
-    # One task run per partition, each sent a PartitionRef and paths: small, picklable, and
+    # One task run per partition, each sent a Partition and paths: small, picklable, and
     # without personal data.
     names = sorted(name for name, _ in sent)
     assert names == sorted(
@@ -197,7 +197,7 @@ def test_a_night_on_a_dask_cluster_equals_the_night_on_local_threads(
     )
     ids = population().enrollments.get_column("national_id").unique().to_list()
     for _, parameters in sent:
-        assert isinstance(parameters["ref"], pipeline.PartitionRef)
+        assert isinstance(parameters["ref"], Partition)
         assert all(isinstance(v, str | float) for k, v in parameters.items() if k != "ref")
         blob = cloudpickle.dumps(parameters)
         assert len(blob) < 1024, f"{len(blob)} bytes sent for {parameters['ref'].key}"

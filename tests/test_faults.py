@@ -2,7 +2,7 @@
 
 A deterministic multi-night scenario (two enrolment snapshots, corrections and voids, a few bad
 rows, a partition that fails and is re-delivered fixed, a re-delivery that drops rows, a rerun)
-is played by real ``claims`` subprocesses: ``python -c`` calling ``claims.pipeline.run_local``
+is played by real ``claims`` subprocesses: ``python -c`` calling ``pipeline.run_local``
 for speed, and the real ``claims run`` command (Prefect ephemeral mode) for the CLI cases and
 the random ``kill -9`` cases. A process killed by ``claims/faults.py`` dies with ``os._exit(137)``,
 as under ``kill -9``; the same command is then run again without the fault.
@@ -42,8 +42,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from claims import synth
-from claims.faults import POINTS
+import synth
+from config.faults import POINTS
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = PROJECT / ".venv" / "bin" / "python"
@@ -222,8 +222,8 @@ DRIVER = """
 import json, os, shutil, sys, time
 from datetime import date
 from pathlib import Path
-from claims.config import Settings
-from claims.pipeline import feed_dates_between, run_local
+from config.settings import Settings
+from pipeline import feed_dates_between, run_local
 
 spec = json.loads(sys.argv[1])
 settings = Settings.build(Path(spec["landing"]), Path(spec["warehouse"]), Path(spec["outbox"]))

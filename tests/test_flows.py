@@ -21,9 +21,12 @@ import duckdb
 import polars as pl
 import pytest
 
-from claims import pipeline, synth, views
-from claims.config import Settings
-from claims.pipeline import CommitResult
+import flows.progress as progress_module
+import pipeline
+import synth
+from config.settings import Settings
+from landing.partitions import Partition
+from outbox.summary import CommitResult
 
 START = date(2026, 3, 2)
 SNAPSHOT = START - timedelta(days=1)
@@ -206,22 +209,22 @@ class _Terminal(io.StringIO):
 
 def test_progress_bars_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdout", io.StringIO())
-    with views.progress("nights", 3) as advance:
+    with progress_module.progress("nights", 3) as advance:
         advance()
-        assert views._bars is None  # not a terminal: nothing drawn
+        assert progress_module._bars is None  # not a terminal: nothing drawn
 
     monkeypatch.setattr(sys, "stdout", _Terminal())
-    with views.progress("nights", 2) as advance_nights:
-        outer = views._bars
+    with progress_module.progress("nights", 2) as advance_nights:
+        outer = progress_module._bars
         assert outer is not None
-        with views.progress("partitions", 3) as advance_partitions:
-            assert views._bars is outer  # nested work shares the one live display
+        with progress_module.progress("partitions", 3) as advance_partitions:
+            assert progress_module._bars is outer  # nested work shares the one live display
             assert len(outer.tasks) == 2
             advance_partitions()
         assert len(outer.tasks) == 1
         advance_nights()
         assert outer.tasks[0].completed == 1
-    assert views._bars is None
+    assert progress_module._bars is None
 
 
 class _Page(HTMLParser):
@@ -409,7 +412,7 @@ def test_transient_io_errors_are_retried_then_fail_only_their_partition(
     calls: dict[str, int] = {}
     real = pipeline.validate_partition
 
-    def validate(ref: pipeline.PartitionRef, **kw: Any) -> pipeline.Validated:
+    def validate(ref: Partition, **kw: Any) -> pipeline.Validated:
         calls[ref.key] = calls.get(ref.key, 0) + 1
         if ref.key == flaky and calls[ref.key] == 1:
             raise OSError(5, "Input/output error")
@@ -434,7 +437,7 @@ def test_transient_io_errors_are_retried_then_fail_only_their_partition(
     assert task_runs_of(prefect_client, run.id)[flaky].run_count == 2
 
     # An unexpected error is not retried, and stops the run with a scrubbed message.
-    def crash(ref: pipeline.PartitionRef, **kw: Any) -> pipeline.Validated:
+    def crash(ref: Partition, **kw: Any) -> pipeline.Validated:
         calls[ref.key] = calls.get(ref.key, 0) + 1
         raise ValueError("cannot parse 310104198001010012 (张三丰)")
 

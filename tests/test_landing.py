@@ -3,7 +3,7 @@
 Every check that fails a partition is asserted by its ``PartitionError.check`` name and by a
 message that names what disagreed; real files in a temporary landing folder, read by
 ``landing.delivery.read_delivery`` (no validation needed) or validated by
-``claims.pipeline.validate_partition``; one night end to end through ``run_local``.
+``pipeline.validate_partition``; one night end to end through ``run_local``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import pytest
 from polars.testing import assert_frame_equal
 from stdnum.cn import ric
 
-from claims import synth
-from claims.config import Settings
-from claims.pipeline import PartitionRef, run_local, validate_partition
+import synth
+from config.settings import Settings
 from landing.delivery import Delivery, read_delivery
 from landing.errors import PartitionError
 from landing.partitions import DISCHARGES, Partition, discover
+from pipeline import run_local, validate_partition
 from schemas.discharge import COLUMNS, OPTIONAL, REQUIRED
 
 FEED = date(2026, 11, 27)
@@ -90,7 +90,7 @@ def deliver(
     source: str = SOURCE,
     **options: Any,
 ) -> Partition:
-    """Write a partition with ``claims.synth.write_partition`` (manifest last)."""
+    """Write a partition with ``synth.write_partition`` (manifest last)."""
     data = rows if isinstance(rows, pl.DataFrame) else frame(rows)
     folder = synth.write_partition(landing, day, source, data, **options)
     return Partition(DISCHARGES, day, source, folder)
@@ -423,7 +423,7 @@ def test_typed_parquet_stages_the_same_values_as_csv(landing: Path, tmp_path: Pa
     staged = []
     for partition in (as_csv, as_parquet):
         outcome = validate_partition(
-            PartitionRef.of(partition), work_dir=str(tmp_path / "work"), registry_file=str(registry)
+            partition, work_dir=str(tmp_path / "work"), registry_file=str(registry)
         )
         assert (outcome.status, outcome.rows_read, outcome.rows_quarantined) == ("validated", 3, 0)
         assert outcome.staged_path is not None
@@ -710,7 +710,7 @@ def test_nul_byte_in_a_field_is_read_and_the_row_quarantined(landing: Path, tmp_
 
     assert read(partition).rows_read == 3
     outcome = validate_partition(
-        PartitionRef.of(partition), work_dir=str(tmp_path / "work"), registry_file=str(registry)
+        partition, work_dir=str(tmp_path / "work"), registry_file=str(registry)
     )
 
     assert (outcome.status, outcome.rows_read, outcome.rows_quarantined) == ("validated", 3, 1)

@@ -43,9 +43,10 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 from stdnum.cn import ric
 
-from claims import synth
-from claims.config import REFERENCE_DIR, Settings
-from claims.pipeline import CommitResult, run_local
+import synth
+from config.settings import REFERENCE_DIR, Settings
+from outbox.summary import CommitResult
+from pipeline import run_local
 
 # ---------------------------------------------------------------------------------------------
 # The world every scenario lives in

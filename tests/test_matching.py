@@ -22,9 +22,10 @@ import polars as pl
 import pytest
 from stdnum.cn import ric
 
-from claims import synth
-from claims.config import Settings
-from claims.pipeline import CommitResult, run_local
+import synth
+from config.settings import Settings
+from outbox.summary import CommitResult
+from pipeline import run_local
 
 # ---------------------------------------------------------------------------------------------
 # Tiny landing folders

@@ -31,11 +31,12 @@ from test_flows import artifacts_of, parse_html, query, task_runs_of
 from typer.testing import CliRunner
 
 import claims.cli as cli_module
-from claims import pipeline, synth
+import pipeline
+import synth
 from claims.cli import app
 from landing.delivery import read_delivery
 from landing.errors import PartitionError
-from landing.partitions import DISCHARGES, discover
+from landing.partitions import DISCHARGES, Partition, discover
 from schemas import discharge as discharge_schema
 from schemas import enrollment as enrollment_schema
 
@@ -250,7 +251,7 @@ def _demo_night(evidence: Evidence, root: Path, debug_logs: _Lines) -> None:
     assert _claims(evidence, "run (bad night)", "run", "--date", bad_day, *paths) == 1
 
     # A library error quoting a person, in the middle of a rerun.
-    def crash(ref: pipeline.PartitionRef, **kw: Any) -> pipeline.Validated:
+    def crash(ref: Partition, **kw: Any) -> pipeline.Validated:
         raise ValueError(f"could not parse {PLANTED_ID!r} for {PLANTED_NAME}: {PLANTED_ACCOUNT}")
 
     real = pipeline.validate_partition

@@ -30,7 +30,7 @@ from test_flows import (
     task_runs_of,
 )
 
-from claims.pipeline import CommitResult
+from outbox.summary import CommitResult
 
 pytestmark = pytest.mark.slow
 

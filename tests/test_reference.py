@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 from stdnum.cn import ric
 
-from claims import synth
-from claims.config import REFERENCE_DIR, ConfigError, Settings
-from claims.pipeline import run_local
+import synth
+from config.settings import REFERENCE_DIR, ConfigError, Settings
+from pipeline import run_local
 from transforms.reference import ReferenceError, load_rules
 
 SNAPSHOT = date(2026, 2, 1)

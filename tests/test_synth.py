@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from stdnum.cn import ric
 
-from claims import synth
+import synth
 
 FEED = date(2026, 11, 22)
 AS_OF = date(2026, 11, 19)

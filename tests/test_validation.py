@@ -20,12 +20,12 @@ import pytest
 from polars.testing import assert_frame_equal
 from stdnum.cn import ric
 
-from claims import synth
-from claims.config import Settings
-from claims.pipeline import run_local
+import synth
+from config.settings import Settings
 from landing.delivery import read_delivery
 from landing.partitions import DISCHARGES, Partition
 from landing.readers import READ_ERROR, read_csv_text
+from pipeline import run_local
 from schemas.discharge import COLUMNS, MONEY, OPTIONAL, REQUIRED
 from transforms.discharges import ValidatedRows, validate_discharges
 

@@ -25,7 +25,7 @@ from test_prefect_server import (  # noqa: F401  (prefect_server is the fixture)
     prefect_server,
 )
 
-from claims.config import Settings
+from config.settings import Settings
 
 POOL = "claims-pool"
 

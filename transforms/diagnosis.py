@@ -11,11 +11,9 @@ from pathlib import Path
 
 import polars as pl
 
-from claims.config import REFERENCE_DIR
+from config.settings import REFERENCE_DIR
+from schemas.notation import DIAGNOSIS_RE
 
-DIAGNOSIS_RE = (
-    r"^[A-Z][0-9]{2}(\.[0-9x][0-9x]{0,2}(x[0-9]{3})?)?(\+[A-Z][0-9]{2}(\.[0-9x]{1,3})?\*)?$"
-)
 DICTIONARY = REFERENCE_DIR / "icd10_chs11_diagnoses.tsv"
 
 

@@ -10,16 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-# The only notation accepted: optional minus, digits, optional point and digits (feeds.md).
-DECIMAL_RE = r"^-?[0-9]+(\.[0-9]+)?$"
-# At most 15 integer digits: four amounts of that size still add up inside Int64 fen.
-MAX_INTEGER_DIGITS = 15
-# Things a person would call a number but that are not decimal notation: exponents, thousands
-# separators, full-width digits, a leading plus, NaN/Infinity. They are invalid amounts, not
-# shapeless values.
-NUMBER_LIKE_RE = (
-    r"(?i)^[+-]?(([0-9０-９][0-9０-９,，_ ]*)?[.．]?[0-9０-９]*([e][+-]?[0-9]+)?|nan|inf|infinity)$"
-)
+from schemas.notation import DECIMAL_RE, too_large, too_many_places
 
 
 def to_fen(text: pl.Expr) -> pl.Expr:
@@ -35,16 +26,6 @@ def to_fen(text: pl.Expr) -> pl.Expr:
     return (
         pl.when(ok).then(pl.when(negative).then(-fen).otherwise(fen)).alias(text.meta.output_name())
     )
-
-
-def too_many_places(text: pl.Expr) -> pl.Expr:
-    """Decimal text with more than 2 decimal places (rejected, never rounded)."""
-    return text.str.contains(r"\.[0-9]{3,}$")
-
-
-def too_large(text: pl.Expr) -> pl.Expr:
-    """Decimal text whose integer part has more digits than Int64 fen can sum safely."""
-    return text.str.contains(rf"^-?[0-9]{{{MAX_INTEGER_DIGITS + 1},}}")
 
 
 def fen_to_yuan(fen: int) -> str:

@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from claims import synth  # noqa: E402
+import synth  # noqa: E402
 
 SEED = 41
 SNAPSHOT = date(2026, 5, 31)

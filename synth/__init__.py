@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from claims.config import REFERENCE_DIR
+from config.settings import REFERENCE_DIR
 
 # ---------------------------------------------------------------------------------------------
 # Contract shapes (feeds.md, benefits.md)

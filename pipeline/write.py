@@ -1,0 +1,205 @@
+"""Commit a run: the one warehouse writer stages, adjudicates, posts and batches, in one
+transaction."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from config.faults import fault_point
+from config.settings import Settings
+from landing.partitions import DISCHARGES, ENROLLMENTS
+from outbox.summary import CommitResult
+from pipeline.plan import RunPlan
+from pipeline.validate import Validated
+from schemas.quarantine import empty_quarantine
+from storage import members as member_store
+from storage import runs, staging
+from storage.adjudication import adjudicate
+from storage.ledger import post
+from storage.reference import replace_reference
+from storage.warehouse import Connection, open_warehouse, transaction
+
+
+def _read_quarantine(path: str | None) -> pl.DataFrame | None:
+    return pl.read_parquet(path) if path else None
+
+
+def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> CommitResult:
+    """The single writer: stage, adjudicate, post and pay in one transaction.
+
+    A crash before the end leaves no trace of this run's money; partitions it marked
+    ``running`` are reset by the next run.
+    """
+    fault_point("after_validation")
+    result = CommitResult(plan.run_id, plan.command, plan.as_of.isoformat())
+    result.partitions["skipped"] = list(plan.skipped)
+    result.partitions["waiting"] = list(plan.waiting)
+    if plan.ignored:
+        result.notes.append(
+            f"{len(plan.ignored)} folder(s) ignored: their names do not follow the contract "
+            f"({', '.join(plan.ignored[:5])})"
+        )
+    if plan.reissued:
+        result.notes.append(
+            f"issued batch(es) {', '.join(plan.reissued)} committed by a run that stopped "
+            "before writing them"
+        )
+    if plan.registry_error:
+        result.notes.append(
+            f"registry not updated: {plan.registry_error}; the previous registry is in use"
+        )
+    work = Path(plan.work_dir)
+    at = datetime.now(UTC)
+    with open_warehouse(settings.warehouse) as con, transaction(con):
+        staging.begin_commit(con)
+        full = False
+        if plan.rules_changed:
+            origin = json.loads((work / "plans.origin").read_text())
+            replace_reference(
+                con,
+                "plans",
+                "plan_rules",
+                pl.read_parquet(work / "plans.parquet"),
+                origin=origin["origin"],
+                content_hash=origin["hash"],
+            )
+            full = True
+        if plan.registry_changed:
+            origin = json.loads((work / "hospitals.origin").read_text())
+            replace_reference(
+                con,
+                "hospitals",
+                "hospitals",
+                pl.read_parquet(work / "hospitals.parquet"),
+                origin=origin["origin"],
+                content_hash=origin["hash"],
+            )
+            full = True
+        for v in validated:
+            if v.partition.kind == ENROLLMENTS:
+                full |= _commit_snapshot(con, plan, v, result)
+        for v in sorted(
+            (v for v in validated if v.partition.kind == DISCHARGES),
+            key=lambda v: (v.partition.day, v.partition.source),
+        ):
+            _commit_discharges(con, settings, plan, v, result)
+        staging.mark_superseded(con, ready=plan.ready_snapshots, run_id=plan.run_id)
+        staging.refresh_touched_stays(con)
+        fault_point("after_staging")
+        result.full_recompute = full or not runs.has_outcomes(con)
+        adjudicate(con, full=result.full_recompute)
+        posted = post(con, run_id=plan.run_id, batch_id=f"B{plan.run_id}", at=at)
+        fault_point("in_ledger")
+        result.entries = posted.entries
+        result.paid_fen = posted.paid_fen
+        result.recovered_fen = posted.recovered_fen
+        result.batch_id = posted.batch_id
+        result.batch_instructions = posted.instructions
+        result.batch_fen = posted.batch_fen
+        result.paid_by_plan, result.recovered_by_plan = runs.money_by_plan(con, plan.run_id)
+        result.stays_by_status = runs.stays_by_status(con)
+        runs.record_run(
+            con,
+            run_id=plan.run_id,
+            command=plan.command,
+            as_of=plan.as_of,
+            started_at=plan.started_at,
+            batch_id=result.batch_id,
+            summary_json=result.to_json(),
+        )
+    fault_point("after_commit")
+    return result
+
+
+def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: CommitResult) -> bool:
+    """Load a validated snapshot, or record why not. Returns whether enrolment changed."""
+    quarantine = _read_quarantine(v.quarantine_path)
+    if v.status == "failed" or v.staged_path is None:
+        staging.record_failure(
+            con,
+            kind=ENROLLMENTS,
+            key=v.key,
+            day=v.partition.day,
+            source="",
+            run_id=plan.run_id,
+            content_hash=v.content_hash,
+            error=v.error or "failed",
+            rows_read=v.rows_read,
+            quarantine=quarantine,
+            retry=v.retry,
+        )
+        result.partitions.setdefault("failed", []).append(v.key)
+        result.errors[v.key] = v.error or "failed"
+        return False
+    fault_point("snapshot_load")
+    rows = member_store.load_snapshot(
+        con,
+        staged_parquet=Path(v.staged_path),
+        snapshot_date=v.partition.day,
+        content_hash=v.content_hash or "",
+        run_id=plan.run_id,
+    )
+    staging.record_success(
+        con,
+        kind=ENROLLMENTS,
+        key=v.key,
+        day=v.partition.day,
+        source="",
+        run_id=plan.run_id,
+        content_hash=v.content_hash or "",
+        rows_read=v.rows_read,
+        quarantine=quarantine if quarantine is not None else empty_quarantine(),
+        warnings={},
+    )
+    result.partitions.setdefault("succeeded", []).append(v.key)
+    result.snapshot, result.snapshot_rows = v.key, rows
+    result.rows_quarantined += v.rows_quarantined
+    return True
+
+
+def _commit_discharges(
+    con: Connection, settings: Settings, plan: RunPlan, v: Validated, result: CommitResult
+) -> None:
+    quarantine = _read_quarantine(v.quarantine_path)
+    if v.status == "failed" or v.staged_path is None or v.content_hash is None:
+        staged = staging.record_failure(
+            con,
+            kind=DISCHARGES,
+            key=v.key,
+            day=v.partition.day,
+            source=v.partition.source,
+            run_id=plan.run_id,
+            content_hash=v.content_hash,
+            error=v.error or "failed",
+            rows_read=v.rows_read,
+            quarantine=quarantine,
+            retry=v.retry,
+        )
+    else:
+        staged = staging.stage_discharges(
+            con,
+            key=v.key,
+            day=v.partition.day,
+            source=v.partition.source,
+            run_id=plan.run_id,
+            content_hash=v.content_hash,
+            staged=pl.read_parquet(v.staged_path),
+            quarantine=quarantine if quarantine is not None else empty_quarantine(),
+            rows_read=v.rows_read,
+            warnings=v.warnings,
+            threshold=settings.reject_threshold,
+        )
+    result.partitions.setdefault(staged.status, []).append(v.key)
+    result.rows_read += staged.rows_read
+    result.rows_quarantined += staged.rows_quarantined
+    if staged.error:
+        result.errors[v.key] = staged.error
+    if quarantine is not None and quarantine.height:
+        for rule, n in quarantine.group_by("rule").len().rows():
+            result.quarantined_by_rule[rule] = result.quarantined_by_rule.get(rule, 0) + n
+    for name, n in v.warnings.items():
+        result.warnings[name] = result.warnings.get(name, 0) + n
