@@ -8,22 +8,33 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from claims import options
+from claims.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    DaskAddress,
+    DateOpt,
+    Landing,
+    Outbox,
+    Staging,
+    TaskRunner,
+    Warehouse,
+    exit_codes,
+    flow_paths,
+    one_run,
+    parse_day,
+    settings_from,
+)
 from config.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from outbox.summary import CommitResult
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
 app = typer.Typer(
     name="claims",
@@ -32,130 +43,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
-
-Landing = Annotated[
-    Path | None,
-    typer.Option("--landing", envvar="CLAIMS_LANDING", help="Landing folder [data/landing]."),
-]
-Warehouse = Annotated[
-    Path | None,
-    typer.Option(
-        "--warehouse", envvar="CLAIMS_WAREHOUSE", help="Warehouse file [data/warehouse.duckdb]."
-    ),
-]
-Outbox = Annotated[
-    Path | None,
-    typer.Option("--outbox", envvar="CLAIMS_OUTBOX", help="Outbox folder [data/outbox]."),
-]
-Staging = Annotated[
-    Path | None,
-    typer.Option(
-        "--staging",
-        envvar="CLAIMS_STAGING",
-        help="Staging folder for validated Parquet, shared by Dask workers and the writer "
-        "(default: <warehouse>.staging beside the warehouse).",
-    ),
-]
-TaskRunner = Annotated[
-    str | None,
-    typer.Option(
-        "--task-runner",
-        envvar="CLAIMS_TASK_RUNNER",
-        help="Where partitions are validated: threads (2 local threads) or dask "
-        "(default: threads; dask when a Dask address is given).",
-    ),
-]
-DaskAddress = Annotated[
-    str | None,
-    typer.Option(
-        "--dask-address",
-        envvar="CLAIMS_DASK_ADDRESS",
-        help="Dask scheduler, tcp://HOST:PORT (default: a temporary cluster on this machine).",
-    ),
-]
-DateOpt = Annotated[
-    str | None, typer.Option("--date", help="Feed date YYYY-MM-DD [yesterday, Asia/Shanghai].")
-]
-
-
-def _settings(
-    landing: Path | None,
-    warehouse: Path | None,
-    outbox: Path | None,
-    staging: Path | None = None,
-    task_runner: str | None = None,
-    dask_address: str | None = None,
-) -> Settings:
-    return Settings.build(
-        landing,
-        warehouse,
-        outbox,
-        staging=staging,
-        task_runner=task_runner,
-        dask_address=dask_address,
-    )
-
-
-def _paths(settings: Settings) -> dict[str, str | None]:
-    """The flows' path parameters (never anything personal)."""
-    return {
-        "landing": str(settings.landing),
-        "warehouse": str(settings.warehouse),
-        "outbox": str(settings.outbox),
-        "staging": str(settings.staging) if settings.staging is not None else None,
-    }
-
-
-def _day(text: str | None, option: str = "--date") -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option} must be a date YYYY-MM-DD") from None
-
-
-@contextmanager
-def _exit_codes() -> Iterator[None]:
-    """Map the pipeline's errors to the contract's exit statuses, with a message, no traceback."""
-    from rich.markup import escape
-
-    from config.masking import scrub
-    from landing.partitions import PartitionKeyError
-    from storage.warehouse import WarehouseBusy
-
-    def say(label: str, exc: Exception) -> None:
-        err.print(f"{label} {escape(scrub(str(exc))[:500])}", highlight=False)
-
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except (ConfigError, PartitionKeyError) as exc:
-        say("[red]error:[/red]", exc)
-        raise typer.Exit(EXIT_USAGE) from None
-    except WarehouseBusy as exc:
-        say("[yellow]busy:[/yellow]", exc)
-        raise typer.Exit(EXIT_BUSY) from None
-    except Exception as exc:
-        # Never a bare traceback, which could quote a value: what stopped, scrubbed. Re-running
-        # is safe; the Prefect flow run's log has the (scrubbed) details.
-        say(f"[red]error:[/red] {type(exc).__name__}:", exc)
-        err.print("`claims status` shows the state of the warehouse.")
-        raise typer.Exit(EXIT_FAILED) from None
-
-
-@contextmanager
-def _one_run(settings: Settings) -> Iterator[None]:
-    """Hold the warehouse's run lock before Prefect starts (it takes seconds): a second run
-    waits at most CLAIMS_LOCK_TIMEOUT, then exits 3 having changed nothing. The flow re-enters
-    the same lock; a deployment run (``claims serve``) takes it in the flow."""
-    from storage.lock import run_lock
-
-    with run_lock(settings.warehouse, settings.lock_timeout_s):
-        yield
 
 
 def _check_ready(settings: Settings, keys: list[str]) -> None:
@@ -194,7 +81,7 @@ def _finish(results: list[CommitResult], report: bool = True) -> None:
     from outbox.report import render_markdown
 
     if report and results:
-        console.print(Markdown(render_markdown(results, title="claims: what happened")))
+        options.console.print(Markdown(render_markdown(results, title="claims: what happened")))
     failed = any(r.failed for r in results)
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -212,13 +99,13 @@ def run(
     """The nightly job: every ready partition with feed_date ≤ D not yet done, then pay."""
     from config.dates import yesterday_in_shanghai
 
-    with _exit_codes():
-        settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
-        day = _day(date_) or yesterday_in_shanghai()
-        with _one_run(settings):
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
+        day = parse_day(date_) or yesterday_in_shanghai()
+        with one_run(settings):
             nightly = _flows().nightly_for(settings)
             # A flow that fails for a known reason (busy, bad usage) re-raises it here.
-            result = nightly(as_of=day, command="run", **_paths(settings))
+            result = nightly(as_of=day, command="run", **flow_paths(settings))
     _finish([result])
 
 
@@ -239,25 +126,25 @@ def rerun(
     """Process partitions again even if their content did not change, then adjudicate and pay."""
     from landing.partitions import parse_discharge_key
 
-    with _exit_codes():
+    with exit_codes():
         if bool(partition) == failed:
             raise ConfigError("give either --partition KEY (one or more) or --failed")
         for key in partition or []:
             parse_discharge_key(key)
-        settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
+        settings = settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
         from config.dates import yesterday_in_shanghai
 
         keys = list(dict.fromkeys(partition or []))
         _check_ready(settings, keys)
         as_of = max([parse_discharge_key(k)[0] for k in keys], default=yesterday_in_shanghai())
-        with _one_run(settings):
+        with one_run(settings):
             nightly = _flows().nightly_for(settings)
             result = nightly(
                 as_of=as_of,
                 command="rerun",
                 rerun_keys=keys or None,
                 rerun_failed=failed,
-                **_paths(settings),
+                **flow_paths(settings),
             )
     _finish([result])
 
@@ -272,17 +159,17 @@ def backfill(
     staging: Staging = None,
 ) -> None:
     """`run` restricted to feed dates in [from, to], in date order, one commit per date."""
-    with _exit_codes():
-        first, last = _day(from_, "--from"), _day(to, "--to")
+    with exit_codes():
+        first, last = parse_day(from_, "--from"), parse_day(to, "--to")
         assert first is not None and last is not None
         if first > last:
             raise ConfigError("--from must not be after --to")
-        settings = _settings(landing, warehouse, outbox, staging)
-        with _one_run(settings):
+        settings = settings_from(landing, warehouse, outbox, staging)
+        with one_run(settings):
             backfill_flow = _flows().backfill
-            results = backfill_flow(date_from=first, date_to=last, **_paths(settings))
+            results = backfill_flow(date_from=first, date_to=last, **flow_paths(settings))
     if not results:
-        console.print("No partitions with feed dates in that range.")
+        options.console.print("No partitions with feed dates in that range.")
     _finish(results)
 
 
@@ -296,9 +183,9 @@ def status(
     """Partitions by state, with rows, quarantined rows, errors, attempts; the last runs."""
     from claims import views
 
-    with _exit_codes():
-        settings = _settings(landing, warehouse, outbox)
-        failed = views.print_status(console, settings, _day(date_))
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox)
+        failed = views.print_status(options.console, settings, parse_day(date_))
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
@@ -319,9 +206,9 @@ def quarantine(
     """The quarantined rows of a partition with the rules they broke (personal data masked)."""
     from claims import views
 
-    with _exit_codes():
-        settings = _settings(landing, warehouse, outbox)
-        views.print_quarantine(console, settings, partition, limit=limit, output=output)
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox)
+        views.print_quarantine(options.console, settings, partition, limit=limit, output=output)
 
 
 @app.command()
@@ -334,9 +221,9 @@ def explain(
     """How one stay's money was computed, step by step (personal data masked)."""
     from claims import views
 
-    with _exit_codes():
-        settings = _settings(landing, warehouse, outbox)
-        views.print_explanation(console, settings, stay)
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox)
+        views.print_explanation(options.console, settings, stay)
 
 
 @app.command()
@@ -350,11 +237,11 @@ def demo(
     """Build a realistic synthetic landing folder, run it night by night, show what happened."""
     from claims.demo import run_demo
 
-    with _exit_codes():
+    with exit_codes():
         # The demo prints its own account of each night; Prefect's task lines would drown it.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         _prefect_env()
-        code = run_demo(console, folder.resolve(), nights=nights, seed=seed)
+        code = run_demo(options.console, folder.resolve(), nights=nights, seed=seed)
     raise typer.Exit(code)
 
 
@@ -368,8 +255,8 @@ def serve(
     staging: Staging = None,
 ) -> None:
     """Register the nightly Prefect deployment on its schedule and serve it (runs until stopped)."""
-    with _exit_codes():
-        settings = _settings(landing, warehouse, outbox, staging)
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox, staging)
         _prefect_env()
         from flows.deploy import serve_nightly
 
@@ -394,13 +281,13 @@ def deploy(
     """Register the nightly deployment to a process work pool, for `prefect worker start`."""
     from rich.markup import escape
 
-    with _exit_codes():
-        settings = _settings(landing, warehouse, outbox, staging, task_runner, dask_address)
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
         _prefect_env()
         from flows.deploy import deploy_nightly
 
         deployment_id = deploy_nightly(settings, pool=pool, cron=cron, timezone=timezone, name=name)
-    console.print(
+    options.console.print(
         f"deployment claims-nightly/{escape(name)} ({deployment_id}) registered to work pool "
         f"{escape(pool)}, validating with {settings.task_runner}; run it with a worker:\n"
         f"  prefect worker start --pool {escape(pool)}",
@@ -413,5 +300,5 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print("interrupted")
+        options.err.print("interrupted")
         sys.exit(130)

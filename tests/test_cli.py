@@ -25,7 +25,7 @@ from rich.console import Console
 from test_flows import START, build_landing, key, partition_status, query
 from typer.testing import CliRunner
 
-import claims.cli as cli_module
+import claims.options as cli_module
 from claims.cli import app
 from storage.lock import is_locked
 

@@ -30,7 +30,7 @@ from rich.console import Console
 from test_flows import artifacts_of, parse_html, query, task_runs_of
 from typer.testing import CliRunner
 
-import claims.cli as cli_module
+import claims.options as cli_module
 import pipeline
 import synth
 from claims.cli import app
