@@ -18,7 +18,7 @@ import polars as pl
 
 from landing.errors import PartitionError
 from landing.partitions import DISCHARGES, MANIFEST, Partition
-from landing.readers import ENCODINGS, READ_ERROR, file_format, read_bytes
+from landing.readers import ENCODINGS, READ_ERROR, file_format, formats_in_words, read_bytes
 
 ROW_NUMBER = "row_number"
 DECIMAL_LITERAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -91,7 +91,7 @@ def _check_name(name: object) -> str:
         raise PartitionError("file_name", "the manifest lists a file name longer than 255 bytes")
     if file_format(name) is None:
         raise PartitionError(
-            "file_type", f"{name}: unsupported file type (use .csv, .csv.gz, .parquet or .jsonl)"
+            "file_type", f"{name}: unsupported file type (use {formats_in_words()})"
         )
     return name
 

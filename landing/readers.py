@@ -13,7 +13,7 @@ import gzip
 import io
 import json
 import zlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from decimal import Decimal
 
 import polars as pl
@@ -23,19 +23,29 @@ import pyarrow.parquet as pq
 
 from landing.errors import PartitionError
 
-SUPPORTED_SUFFIXES = (".csv.gz", ".csv", ".parquet", ".jsonl")
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gb18030": "gb18030"}
 READ_ERROR = "_read_error"  # set on a row the reader could not make sense of (a bad JSON line)
 _BOM = b"\xef\xbb\xbf"
 
+# A reader: (file name, its bytes, the manifest's encoding, the columns the caller uses) → an
+# all-string frame.
+Reader = Callable[[str, bytes, str, Collection[str] | None], pl.DataFrame]
+
 
 def file_format(name: str) -> str | None:
-    """The reader a file name asks for, or None when the extension is not one we accept."""
+    """The format a file name asks for (``csv.gz``), or None when no reader takes it."""
     lower = name.lower()
-    for suffix in SUPPORTED_SUFFIXES:
+    # Longest extension first: part-0001.csv.gz is csv.gz, not csv.
+    for suffix in sorted(READERS, key=len, reverse=True):
         if lower.endswith(suffix):
             return suffix.lstrip(".")
     return None
+
+
+def formats_in_words() -> str:
+    """The accepted extensions for a message: ``.csv, .csv.gz, .parquet or .jsonl``."""
+    *most, last = READERS
+    return f"{', '.join(most)} or {last}"
 
 
 def _decode(data: bytes, encoding: str, name: str) -> str:
@@ -282,6 +292,50 @@ def _unreadable_parquet(name: str, data: bytes) -> str:
     return f"{name} is not a readable Parquet file"
 
 
+def _read_csv(
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+) -> pl.DataFrame:
+    return read_csv_text(_decode(data, encoding, name), name)
+
+
+def _read_csv_gz(
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+) -> pl.DataFrame:
+    try:
+        data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        raise PartitionError("gzip", f"{name} is not a complete gzip file") from None
+    return _read_csv(name, data, encoding, columns)
+
+
+def _read_parquet(
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+) -> pl.DataFrame:
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError):
+        raise PartitionError("parquet", _unreadable_parquet(name, data)) from None
+    return _arrow_to_strings(table, name, columns)
+
+
+def _read_jsonl(
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+) -> pl.DataFrame:
+    return read_jsonl_text(_decode(data, encoding, name))
+
+
+# The feed formats (feeds.md, *Partitions and manifests*): extension → reader. The one list of
+# them: the delivery check, the generator (synth) and the tests derive from it, so a new format
+# is one reader here.
+READERS: dict[str, Reader] = {
+    ".csv": _read_csv,
+    ".csv.gz": _read_csv_gz,
+    ".parquet": _read_parquet,
+    ".jsonl": _read_jsonl,
+}
+FORMATS = tuple(suffix.lstrip(".") for suffix in READERS)
+
+
 def read_bytes(
     name: str, data: bytes, encoding: str, columns: Collection[str] | None = None
 ) -> pl.DataFrame:
@@ -290,20 +344,6 @@ def read_bytes(
     ``columns`` are the ones the caller uses; Parquet columns beyond them are not converted.
     """
     fmt = file_format(name)
-    if fmt == "parquet":
-        try:
-            table = pq.read_table(io.BytesIO(data))
-        except (pa.ArrowException, OSError, ValueError):
-            raise PartitionError("parquet", _unreadable_parquet(name, data)) from None
-        return _arrow_to_strings(table, name, columns)
-    if fmt == "csv.gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error):
-            raise PartitionError("gzip", f"{name} is not a complete gzip file") from None
-    text = _decode(data, encoding, name)
-    if fmt == "jsonl":
-        return read_jsonl_text(text)
-    if fmt in ("csv", "csv.gz"):
-        return read_csv_text(text, name)
-    raise PartitionError("file_type", f"{name}: unsupported file type")
+    if fmt is None:
+        raise PartitionError("file_type", f"{name}: unsupported file type")
+    return READERS["." + fmt](name, data, encoding, columns)

@@ -15,34 +15,8 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
-from schemas.checks import col, passes, rule
+from schemas.checks import col, columns_of, passes, rule
 from schemas.notation import DECIMAL_RE, DIAGNOSIS_RE, NUMBER_LIKE_RE, too_large, too_many_places
-
-COLUMNS = (
-    "settlement_id",
-    "version",
-    "record_type",
-    "hospital_code",
-    "national_id",
-    "patient_name",
-    "gender",
-    "birth_date",
-    "admission_date",
-    "discharge_date",
-    "primary_diagnosis",
-    "total_cost",
-    "fund_paid",
-    "self_pay_in_scope",
-    "self_pay_out_of_scope",
-    "settled_at",
-)
-# national_id may be empty, and a feed without the column at all still matches by demographics.
-OPTIONAL = ("national_id",)
-REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
-MONEY = ("total_cost", "fund_paid", "self_pay_in_scope", "self_pay_out_of_scope")
-DATES = ("birth_date", "admission_date", "discharge_date")
-# An empty diagnosis is its own rule (invalid_diagnosis), not missing_value.
-MUST_BE_PRESENT = tuple(c for c in REQUIRED if c != "primary_diagnosis")
 
 EARLIEST_ADMISSION = date(1990, 1, 1)
 DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -82,10 +56,12 @@ def parse_timestamp(text: pl.Expr) -> pl.Expr:
     )
 
 
-class RawDischarge(pa.DataFrameModel):
-    """One row per data row of a delivery (grain: ``row_number``), text as received, trimmed."""
+class DischargeRecord(pa.DataFrameModel):
+    """The contract's columns of a discharge settlement record, in feeds.md's order, as text.
 
-    row_number: Series[int] = pa.Field(unique=True)
+    The one list of them: ``COLUMNS`` and the generator (``synth``) derive from it.
+    """
+
     settlement_id: Series[str] = pa.Field(nullable=True)
     version: Series[str] = pa.Field(nullable=True)
     record_type: Series[str] = pa.Field(nullable=True)
@@ -102,6 +78,22 @@ class RawDischarge(pa.DataFrameModel):
     self_pay_in_scope: Series[str] = pa.Field(nullable=True)
     self_pay_out_of_scope: Series[str] = pa.Field(nullable=True)
     settled_at: Series[str] = pa.Field(nullable=True)
+
+
+COLUMNS = columns_of(DischargeRecord)
+# national_id may be empty, and a feed without the column at all still matches by demographics.
+OPTIONAL = ("national_id",)
+REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
+MONEY = ("total_cost", "fund_paid", "self_pay_in_scope", "self_pay_out_of_scope")
+DATES = ("birth_date", "admission_date", "discharge_date")
+# An empty diagnosis is its own rule (invalid_diagnosis), not missing_value.
+MUST_BE_PRESENT = tuple(c for c in REQUIRED if c != "primary_diagnosis")
+
+
+class RawDischarge(DischargeRecord):
+    """One row per data row of a delivery (grain: ``row_number``), text as received, trimmed."""
+
+    row_number: Series[int] = pa.Field(unique=True)
 
     class Config:
         strict = False  # extra columns are allowed and ignored

@@ -7,29 +7,17 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
-from schemas.checks import col, passes, rule
+from schemas.checks import col, columns_of, passes, rule
 from schemas.discharge import CONTROL_RE, parse_date
 from schemas.reference import PLAN_CODES
 
-COLUMNS = (
-    "enrollment_id",
-    "national_id",
-    "member_name",
-    "gender",
-    "birth_date",
-    "plan_code",
-    "coverage_start",
-    "coverage_end",
-    "payee_account",
-)
-OPTIONAL = ("coverage_end",)
-REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
 
+class EnrollmentRecord(pa.DataFrameModel):
+    """The contract's columns of an enrolment row, in feeds.md's order, as text.
 
-class RawEnrollment(pa.DataFrameModel):
-    """One row per data row of a snapshot (grain: ``row_number``), text as received, trimmed."""
+    The one list of them: ``COLUMNS`` and the generator (``synth``) derive from it.
+    """
 
-    row_number: Series[int] = pa.Field(unique=True)
     enrollment_id: Series[str] = pa.Field(nullable=True)
     national_id: Series[str] = pa.Field(nullable=True)
     member_name: Series[str] = pa.Field(nullable=True)
@@ -39,6 +27,18 @@ class RawEnrollment(pa.DataFrameModel):
     coverage_start: Series[str] = pa.Field(nullable=True)
     coverage_end: Series[str] = pa.Field(nullable=True)
     payee_account: Series[str] = pa.Field(nullable=True)
+
+
+COLUMNS = columns_of(EnrollmentRecord)
+OPTIONAL = ("coverage_end",)
+REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
+DATES = ("birth_date", "coverage_start", "coverage_end")
+
+
+class RawEnrollment(EnrollmentRecord):
+    """One row per data row of a snapshot (grain: ``row_number``), text as received, trimmed."""
+
+    row_number: Series[int] = pa.Field(unique=True)
 
     class Config:
         strict = False
@@ -64,12 +64,7 @@ class RawEnrollment(pa.DataFrameModel):
     def gender_enum(cls, data: PolarsData) -> pl.LazyFrame:
         return passes(data, col(data).is_in(["M", "F"]))
 
-    @pa.check(
-        "birth_date",
-        "coverage_start",
-        "coverage_end",
-        error=rule("invalid_value", "must be a real date YYYY-MM-DD"),
-    )
+    @pa.check(*DATES, error=rule("invalid_value", "must be a real date YYYY-MM-DD"))
     def real_date(cls, data: PolarsData) -> pl.LazyFrame:
         return passes(data, col(data).is_null() | parse_date(col(data)).is_not_null())
 

@@ -16,17 +16,22 @@ QUARANTINE_SCHEMA = {
     "message": pl.String,
     "raw": pl.String,
 }
-RULES = (
-    "missing_value",
-    "invalid_value",
-    "invalid_amount",
-    "amount_mismatch",
-    "date_order",
-    "future_discharge",
-    "unknown_hospital",
-    "invalid_diagnosis",
-    "version_conflict",
-)
+# The quarantine's rules (feeds.md, *What happens to a bad row*): name → what the row did. The one
+# registry of rule names: a check names its rule through ``schemas.checks.rule``, which refuses a
+# name missing here, and a test holds this table equal to the contract's.
+RULES: dict[str, str] = {
+    "missing_value": "lacks a required value",
+    "invalid_value": "has a value of the wrong shape (pattern, enum, not a number, not a date)",
+    "invalid_amount": "has a negative amount, more than 2 decimals, or a non-decimal notation",
+    "amount_mismatch": "has `total_cost` ≠ the sum of its three parts",
+    "date_order": "is discharged before it was admitted, or admitted before 1990-01-01",
+    "future_discharge": "is discharged after its partition's `feed_date`",
+    "unknown_hospital": "names a hospital not in the registry",
+    "invalid_diagnosis": "has an empty or malformed diagnosis code",
+    "version_conflict": "repeats a stay's key and version with different content",
+}
+# Derived in the warehouse, across partitions (storage.staging), not by a model's check.
+VERSION_CONFLICT = "version_conflict"
 
 
 class QuarantineRow(pa.DataFrameModel):

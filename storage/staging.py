@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from schemas.quarantine import over_threshold, threshold_error
+from schemas.quarantine import VERSION_CONFLICT, over_threshold, threshold_error
 from storage.warehouse import now
 
 DISCHARGES = "discharges"
@@ -301,12 +301,13 @@ def _conflicts_within(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
             WINDOW w AS (PARTITION BY hospital_code, settlement_id, version
                          ORDER BY feed_date, source, row_number)
         )
-        SELECT row_number, 'version_conflict' AS rule,
+        SELECT row_number, $rule AS rule,
                {_CONFLICT_MESSAGE} AS message, raw
         FROM ranked
         WHERE is_incoming AND content_md5 <> winner_md5
         ORDER BY row_number
-        """
+        """,
+        params={"rule": VERSION_CONFLICT},
     ).pl()
 
 
@@ -415,7 +416,7 @@ def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:
         f"""
         INSERT INTO quarantine (kind, partition_key, content_hash, row_number, rule, message, raw,
             derived, hospital_code, settlement_id)
-        SELECT 'discharges', r.partition_key, p.applied_hash, r.row_number, 'version_conflict',
+        SELECT 'discharges', r.partition_key, p.applied_hash, r.row_number, $rule,
                {_CONFLICT_MESSAGE}, r.raw, true, r.hospital_code, r.settlement_id
         FROM (
             SELECT d.*,
@@ -428,7 +429,8 @@ def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:
         ) r
         JOIN partition_state p ON p.kind = 'discharges' AND p.partition_key = r.partition_key
         WHERE r.content_md5 <> r.winner_md5
-        """
+        """,
+        {"rule": VERSION_CONFLICT},
     )
     # Partitions whose conflict rows may have changed: recount what they show.
     con.execute(

@@ -36,61 +36,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from config.settings import REFERENCE_DIR
+from landing import readers
+from schemas import discharge as discharge_schema
+from schemas import enrollment as enrollment_schema
+from schemas import reference as reference_schema
+from schemas.checks import columns_of
+from schemas.notation import DECIMAL_RE, DIAGNOSIS_RE
+from schemas.reference import Hospital
 
 # ---------------------------------------------------------------------------------------------
 # Contract shapes (feeds.md, benefits.md)
 # ---------------------------------------------------------------------------------------------
 
-DISCHARGE_COLUMNS: tuple[str, ...] = (
-    "settlement_id",
-    "version",
-    "record_type",
-    "hospital_code",
-    "national_id",
-    "patient_name",
-    "gender",
-    "birth_date",
-    "admission_date",
-    "discharge_date",
-    "primary_diagnosis",
-    "total_cost",
-    "fund_paid",
-    "self_pay_in_scope",
-    "self_pay_out_of_scope",
-    "settled_at",
-)
-ENROLLMENT_COLUMNS: tuple[str, ...] = (
-    "enrollment_id",
-    "national_id",
-    "member_name",
-    "gender",
-    "birth_date",
-    "plan_code",
-    "coverage_start",
-    "coverage_end",
-    "payee_account",
-)
-REGISTRY_COLUMNS: tuple[str, ...] = (
-    "hospital_code",
-    "hospital_name",
-    "district",
-    "level",
-    "in_network_from",
-    "in_network_to",
-)
-PLAN_CODES: tuple[str, ...] = ("RETIREE_INPATIENT", "WORKER_MUTUAL", "GIG_WORKER", "UNION_BASIC")
-FORMATS: tuple[str, ...] = ("csv", "csv.gz", "parquet", "jsonl")
-ENCODINGS: tuple[str, ...] = ("utf-8", "gb18030")
+# The contract's columns, formats and plans come from where they are defined once: the Pandera
+# models (schemas) and the registry of readers (landing.readers).
+DISCHARGE_COLUMNS: tuple[str, ...] = discharge_schema.COLUMNS
+ENROLLMENT_COLUMNS: tuple[str, ...] = enrollment_schema.COLUMNS
+REGISTRY_COLUMNS: tuple[str, ...] = columns_of(Hospital)
+PLAN_CODES: tuple[str, ...] = reference_schema.PLAN_CODES
+FORMATS: tuple[str, ...] = readers.FORMATS
+ENCODINGS: tuple[str, ...] = tuple(dict.fromkeys(readers.ENCODINGS.values()))
 MANIFEST_NAME = "_manifest.json"
 DEFAULT_REGISTRY_PATH = REFERENCE_DIR / "hospitals.csv"
 DIAGNOSIS_DICTIONARY_PATH = REFERENCE_DIR / "icd10_chs11_diagnoses.tsv"
 
 # What counts towards a manifest's total_cost_sum (feeds.md), matched against the raw value.
-DECIMAL_LITERAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+DECIMAL_LITERAL = re.compile(DECIMAL_RE)
 # Shape of a diagnosis code of the national edition (feeds.md); every dictionary code matches it.
-DIAGNOSIS_PATTERN = re.compile(
-    r"^[A-Z][0-9]{2}(\.[0-9x][0-9x]{0,2}(x[0-9]{3})?)?(\+[A-Z][0-9]{2}(\.[0-9x]{1,3})?\*)?$"
-)
+DIAGNOSIS_PATTERN = re.compile(DIAGNOSIS_RE)
 
 # The ways a row is made bad when ``bad_rate`` > 0, in the order they are dealt out, and the
 # quarantine rule (feeds.md) each one must at least trigger.
@@ -1424,12 +1397,9 @@ def make_stays(
 # Writing: registry, snapshots, partitions, manifests
 # ---------------------------------------------------------------------------------------------
 
-_MONEY_COLUMNS = ("total_cost", "fund_paid", "self_pay_in_scope", "self_pay_out_of_scope")
-_TYPED_DATES = {
-    "discharges": ("birth_date", "admission_date", "discharge_date"),
-    "enrollments": ("birth_date", "coverage_start", "coverage_end"),
-}
-_EXTENSIONS = (".csv.gz", ".csv", ".parquet", ".jsonl")
+_MONEY_COLUMNS = discharge_schema.MONEY
+_TYPED_DATES = {"discharges": discharge_schema.DATES, "enrollments": enrollment_schema.DATES}
+_EXTENSIONS = tuple(readers.READERS)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -30,6 +30,7 @@ from config.settings import Settings
 from landing.delivery import Delivery, read_delivery
 from landing.errors import PartitionError
 from landing.partitions import DISCHARGES, Partition, discover
+from landing.readers import FORMATS
 from pipeline import run_local, validate_partition
 from schemas.discharge import COLUMNS, OPTIONAL, REQUIRED
 
@@ -401,7 +402,7 @@ def test_manifest_key_must_match_the_folder(
 # --- formats -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet", "jsonl"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_reads_the_same_raw_values(
     landing: Path, fmt: str, csv_values: pl.DataFrame
 ) -> None:

@@ -13,8 +13,10 @@ import pandera.polars as pa
 import polars as pl
 
 from landing.readers import READ_ERROR
+from schemas.checks import columns_of
 from schemas.discharge import (
     COLUMNS,
+    DATES,
     MONEY,
     ParsedDischarge,
     RawDischarge,
@@ -28,6 +30,7 @@ from transforms.identity import with_id_columns
 from transforms.money import to_fen
 from transforms.names import normalized_name
 
+STAGED_COLUMNS = columns_of(StagedDischarge)
 # Derived columns reported under the contract column they come from.
 _REPORTED_AS = {"is_known_hospital": "hospital_code", **{f"{m}_fen": m for m in MONEY}}
 
@@ -72,10 +75,7 @@ def _parsed(trimmed: pl.DataFrame, feed_date: date, hospital_codes: pl.Series) -
         .fill_null(True)
         .alias("is_known_hospital"),
         pl.col("version").cast(pl.Int64, strict=False),
-        *(
-            parse_date(pl.col(c)).alias(c)
-            for c in ("birth_date", "admission_date", "discharge_date")
-        ),
+        *(parse_date(pl.col(c)).alias(c) for c in DATES),
         *(to_fen(pl.col(m)).alias(f"{m}_fen") for m in MONEY),
         parse_timestamp(pl.col("settled_at")).alias("settled_at"),
     )
@@ -133,28 +133,7 @@ def _staged(good: pl.DataFrame, *, feed_date: date, source: str) -> pl.DataFrame
             is_known(pl.col("primary_diagnosis")).alias("is_known_diagnosis"),
             pl.lit(source).alias("source"),
         )
-        .select(
-            "feed_date",
-            "source",
-            "row_number",
-            "hospital_code",
-            "settlement_id",
-            "version",
-            "record_type",
-            "national_id",
-            "is_valid_id",
-            "patient_name",
-            "patient_name_norm",
-            "gender",
-            "birth_date",
-            "admission_date",
-            "discharge_date",
-            pl.col("primary_diagnosis"),
-            "is_known_diagnosis",
-            *(f"{m}_fen" for m in MONEY),
-            "settled_at",
-            "raw",
-        )
+        .select(STAGED_COLUMNS)
     )
     # A staged row breaking its contract is our bug: fail loudly rather than store it.
     return StagedDischarge.validate(staged)

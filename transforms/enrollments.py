@@ -15,14 +15,22 @@ import pandera.polars as pa
 import polars as pl
 
 from landing.readers import READ_ERROR
+from schemas.checks import columns_of
 from schemas.discharge import parse_date
-from schemas.enrollment import COLUMNS, ParsedEnrollment, RawEnrollment, StagedEnrollment
+from schemas.enrollment import (
+    COLUMNS,
+    DATES,
+    ParsedEnrollment,
+    RawEnrollment,
+    StagedEnrollment,
+)
 from schemas.quarantine import combine, empty_quarantine, failures_to_quarantine
 from transforms.identity import with_id_columns
 from transforms.names import normalized_name
 
 SLICE_ROWS = 1_000_000
 REPEATED_ID = "is_repeated_id"
+STAGED_COLUMNS = columns_of(StagedEnrollment)
 
 
 @dataclass
@@ -83,7 +91,7 @@ def validate_enrollments(raw: pl.DataFrame, *, snapshot_date: date) -> Validated
     )
     raw_failures = _validate(RawEnrollment, trimmed)
     parsed = with_id_columns(trimmed, "national_id", snapshot_date).with_columns(
-        *(parse_date(pl.col(c)).alias(c) for c in ("birth_date", "coverage_start", "coverage_end")),
+        *(parse_date(pl.col(c)).alias(c) for c in DATES),
     )
     del trimmed
     parsed_failures = _validate(ParsedEnrollment, parsed)
@@ -94,17 +102,10 @@ def validate_enrollments(raw: pl.DataFrame, *, snapshot_date: date) -> Validated
         if bad.height
         else empty_quarantine()
     )
-    staged = parsed.join(bad, on="row_number", how="anti").select(
-        "enrollment_id",
-        "national_id",
-        "member_name",
-        normalized_name(pl.col("member_name")).alias("member_name_norm"),
-        "gender",
-        "birth_date",
-        "plan_code",
-        "coverage_start",
-        "coverage_end",
-        "payee_account",
+    staged = (
+        parsed.join(bad, on="row_number", how="anti")
+        .with_columns(member_name_norm=normalized_name(pl.col("member_name")))
+        .select(STAGED_COLUMNS)
     )
     # Names and types only (a lazy frame): every data rule was checked by the models above, on
     # these very rows; checking them again would cost ~1.4 s per million rows.
