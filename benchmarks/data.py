@@ -10,7 +10,7 @@ fails a partition whose file is a symbolic link):
     <out>/data-<scale>-<key>/year/       registry + snapshot + 365 nights (benchmarks 3, 4)
 
 ``key`` hashes the scale's parameters and the generator's source, so a changed parameter or a
-changed ``claims/synth.py`` regenerates, and an unchanged one is reused (``.complete`` marks a
+changed module of ``synth/`` regenerates, and an unchanged one is reused (``.complete`` marks a
 finished folder; older folders of the same scale are deleted).
 """
 
@@ -137,7 +137,10 @@ class Dataset:
 def _source_hash() -> str:
     import synth
 
-    return hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for module in sorted(Path(synth.__file__).parent.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def data_key(scale: Scale) -> str:

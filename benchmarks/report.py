@@ -211,7 +211,7 @@ def write_markdown(path: Path, record: dict[str, Any]) -> None:
         "```",
         "",
         "Generated data is cached under `benchmarks/out/data-<scale>-<key>/` (the key hashes the "
-        "scale's parameters and `claims/synth.py`); the first full run generates it (a few "
+        "scale's parameters and the `synth/` package); the first full run generates it (a few "
         "minutes, ~2 GB). Per-run logs are in `benchmarks/out/logs-<scale>/`, every figure in "
         "`benchmarks/out/results-<scale>.json`. Options: `--repeats N`, `--timeout S` (per "
         "process), `--snapshot-format csv`, `--keep` (keep the scratch warehouses), `--docs PATH`.",

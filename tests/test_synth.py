@@ -198,13 +198,13 @@ def test_manifest_is_written_last_and_withdrawn_first(
     rows = night["HOSPX"].drop("defect", "identity", "name_form")
     directory = synth.write_partition(tmp_path, FEED, "HOSPX", rows, files=2)
     events: list[str] = []
-    real_write = synth._write_atomic
+    real_write = synth.files._write_atomic
 
     def spy(path: Path, data: bytes) -> None:
         events.append(f"{path.name} manifest={(directory / '_manifest.json').exists()}")
         real_write(path, data)
 
-    monkeypatch.setattr(synth, "_write_atomic", spy)
+    monkeypatch.setattr(synth.files, "_write_atomic", spy)
     # A re-delivery in another format: the old manifest goes before any new file lands.
     synth.write_partition(tmp_path, FEED, "HOSPX", rows.head(10), fmt="jsonl")
     assert events == ["part-0001.jsonl manifest=False", "_manifest.json manifest=False"]
