@@ -142,7 +142,7 @@ def print_quarantine(
     if rows.height == 0:
         console.print("No quarantined rows.")
         return
-    by_rule = rows.group_by("rule").len().sort("len", descending=True)
+    by_rule = rows.group_by("rule").len().sort(["len", "rule"], descending=[True, False])
     console.print("  ".join(f"{rule}: {n}" for rule, n in by_rule.rows()))
     table = Table(title=f"Quarantined rows (first {min(limit, rows.height)} of {rows.height})")
     for col in ("row", "rule", "message", "raw (masked)"):
