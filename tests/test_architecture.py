@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,29 @@ def test_a_planted_violation_fails(
     broken = [line for line in done.stdout.splitlines() if line.endswith("BROKEN")]
     assert broken, done.stdout
     assert contract in done.stdout.split("Contracts:")[0].replace("\n", " ")
+
+
+LAYERS: list[str] = next(
+    contract["layers"]
+    for contract in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "contracts"
+    ]
+    if contract["id"] == "layers"
+)
+ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+
+
+def test_the_architecture_doc_draws_the_enforced_layers() -> None:
+    # The first picture: one line per layer, top first, its packages named as `name/`.
+    picture = ARCHITECTURE.split("```")[1]
+    drawn = []
+    for line in picture.splitlines():
+        names = [n for n in re.findall(r"\b([a-z]+)/(?=\s|$)", line) if n in PACKAGES]
+        if names:
+            drawn.append(" | ".join(names))
+    assert drawn == LAYERS
+
+
+def test_the_architecture_doc_has_a_paragraph_per_package_bottom_up() -> None:
+    sections = re.findall(r"^### `([a-z]+)/`$", ARCHITECTURE, re.M)
+    assert sections == [p for layer in reversed(LAYERS) for p in layer.split(" | ")]

@@ -4,7 +4,7 @@ A deterministic multi-night scenario (two enrolment snapshots, corrections and v
 rows, a partition that fails and is re-delivered fixed, a re-delivery that drops rows, a rerun)
 is played by real ``claims`` subprocesses: ``python -c`` calling ``pipeline.run_local``
 for speed, and the real ``claims run`` command (Prefect ephemeral mode) for the CLI cases and
-the random ``kill -9`` cases. A process killed by ``claims/faults.py`` dies with ``os._exit(137)``,
+the random ``kill -9`` cases. A process killed by ``config/faults.py`` dies with ``os._exit(137)``,
 as under ``kill -9``; the same command is then run again without the fault.
 
 After every crash, and at the end, the warehouse and outbox are compared with a reference run
