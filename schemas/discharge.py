@@ -15,25 +15,21 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
+from schemas import checks
 from schemas.checks import col, columns_of, passes, rule
-from schemas.notation import DECIMAL_RE, DIAGNOSIS_RE, NUMBER_LIKE_RE, too_large, too_many_places
+from schemas.notation import (
+    DECIMAL_RE,
+    DIAGNOSIS_RE,
+    NUMBER_LIKE_RE,
+    too_large,
+    too_many_places,
+)
 
 EARLIEST_ADMISSION = date(1990, 1, 1)
-DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 TIMESTAMP_RE = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
     r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
 )
-CONTROL_RE = r"[\x00-\x1f\x7f\ufffd]"
-
-
-def parse_date(text: pl.Expr) -> pl.Expr:
-    """``YYYY-MM-DD`` that is a real calendar date, else null."""
-    return (
-        pl.when(text.str.contains(DATE_RE))
-        .then(text.str.to_date("%Y-%m-%d", strict=False))
-        .otherwise(None)
-    )
 
 
 def parse_timestamp(text: pl.Expr) -> pl.Expr:
@@ -57,9 +53,9 @@ def parse_timestamp(text: pl.Expr) -> pl.Expr:
 
 
 class DischargeRecord(pa.DataFrameModel):
-    """The contract's columns of a discharge settlement record, in feeds.md's order, as text.
+    """A discharge settlement record as sent: feeds.md's columns in its order, all text.
 
-    The one list of them: ``COLUMNS`` and the generator (``synth``) derive from it.
+    ``COLUMNS``, the transforms and the generator (``synth``) take the columns from here.
     """
 
     settlement_id: Series[str] = pa.Field(nullable=True)
@@ -99,9 +95,7 @@ class RawDischarge(DischargeRecord):
         strict = False  # extra columns are allowed and ignored
         coerce = False
 
-    @pa.check(*MUST_BE_PRESENT, error=rule("missing_value", "a required value is empty"))
-    def present(cls, data: PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(col(data).is_not_null())
+    present = checks.required(*MUST_BE_PRESENT)
 
     @pa.check("settlement_id", error=rule("invalid_value", "must be 1-32 of A-Z, a-z, 0-9, -"))
     def settlement_id_shape(cls, data: PolarsData) -> pl.LazyFrame:
@@ -115,18 +109,9 @@ class RawDischarge(DischargeRecord):
     def record_type_enum(cls, data: PolarsData) -> pl.LazyFrame:
         return passes(data, col(data).is_in(["N", "C", "V"]))
 
-    @pa.check("gender", error=rule("invalid_value", "must be M or F"))
-    def gender_enum(cls, data: PolarsData) -> pl.LazyFrame:
-        return passes(data, col(data).is_in(["M", "F"]))
-
-    @pa.check(*DATES, error=rule("invalid_value", "must be a real date YYYY-MM-DD"))
-    def real_date(cls, data: PolarsData) -> pl.LazyFrame:
-        return passes(data, col(data).is_null() | parse_date(col(data)).is_not_null())
-
-    @pa.check("patient_name", error=rule("invalid_value", "must be 1-50 characters, no controls"))
-    def name_shape(cls, data: PolarsData) -> pl.LazyFrame:
-        c = col(data)
-        return passes(data, (c.str.len_chars() <= 50) & ~c.str.contains(CONTROL_RE))
+    gender_enum = checks.gender("gender")
+    real_date = checks.real_date(*DATES)
+    name_shape = checks.person_name("patient_name")
 
     @pa.check("settled_at", error=rule("invalid_value", "must be an ISO 8601 timestamp"))
     def timestamp_shape(cls, data: PolarsData) -> pl.LazyFrame:

@@ -7,16 +7,13 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
+from schemas import checks
 from schemas.checks import col, columns_of, passes, rule
-from schemas.discharge import CONTROL_RE, parse_date
 from schemas.reference import PLAN_CODES
 
 
 class EnrollmentRecord(pa.DataFrameModel):
-    """The contract's columns of an enrolment row, in feeds.md's order, as text.
-
-    The one list of them: ``COLUMNS`` and the generator (``synth``) derive from it.
-    """
+    """An enrolment row as sent: the snapshot's columns (feeds.md), in order, all text."""
 
     enrollment_id: Series[str] = pa.Field(nullable=True)
     national_id: Series[str] = pa.Field(nullable=True)
@@ -44,9 +41,7 @@ class RawEnrollment(EnrollmentRecord):
         strict = False
         coerce = False
 
-    @pa.check(*REQUIRED, error=rule("missing_value", "a required value is empty"))
-    def present(cls, data: PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(col(data).is_not_null())
+    present = checks.required(*REQUIRED)
 
     # Marked on the whole snapshot before it is validated in slices (mark_repeated_ids).
     is_repeated_id: Series[bool]
@@ -55,18 +50,9 @@ class RawEnrollment(EnrollmentRecord):
     def unique_id(cls, data: PolarsData) -> pl.LazyFrame:
         return passes(data, ~col(data))
 
-    @pa.check("member_name", error=rule("invalid_value", "must be 1-50 characters, no controls"))
-    def name_shape(cls, data: PolarsData) -> pl.LazyFrame:
-        c = col(data)
-        return passes(data, (c.str.len_chars() <= 50) & ~c.str.contains(CONTROL_RE))
-
-    @pa.check("gender", error=rule("invalid_value", "must be M or F"))
-    def gender_enum(cls, data: PolarsData) -> pl.LazyFrame:
-        return passes(data, col(data).is_in(["M", "F"]))
-
-    @pa.check(*DATES, error=rule("invalid_value", "must be a real date YYYY-MM-DD"))
-    def real_date(cls, data: PolarsData) -> pl.LazyFrame:
-        return passes(data, col(data).is_null() | parse_date(col(data)).is_not_null())
+    name_shape = checks.person_name("member_name")
+    gender_enum = checks.gender("gender")
+    real_date = checks.real_date(*DATES)
 
     @pa.check("plan_code", error=rule("invalid_value", "is not a plan of benefits.md"))
     def known_plan(cls, data: PolarsData) -> pl.LazyFrame:

@@ -1,4 +1,4 @@
-"""The notations the contract accepts (feeds.md): decimal amounts and diagnosis codes.
+"""The notations the contract accepts (feeds.md): decimal amounts, dates, diagnosis codes, text.
 
 Checks (``schemas``) and parsers (``transforms``) both use these, so each is defined once, here.
 """
@@ -33,3 +33,17 @@ def too_many_places(text: pl.Expr) -> pl.Expr:
 def too_large(text: pl.Expr) -> pl.Expr:
     """Decimal text whose integer part has more digits than Int64 fen can sum safely."""
     return text.str.contains(rf"^-?[0-9]{{{MAX_INTEGER_DIGITS + 1},}}")
+
+
+DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# Control characters (and the replacement character a bad decode leaves) are never in a name.
+CONTROL_RE = r"[\x00-\x1f\x7f\ufffd]"
+
+
+def parse_date(text: pl.Expr) -> pl.Expr:
+    """``YYYY-MM-DD`` that is a real calendar date, else null."""
+    return (
+        pl.when(text.str.contains(DATE_RE))
+        .then(text.str.to_date("%Y-%m-%d", strict=False))
+        .otherwise(None)
+    )

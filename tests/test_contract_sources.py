@@ -121,3 +121,11 @@ def test_each_format_is_named_by_its_extension(fmt: str) -> None:
     assert file_format(f"part-0001.{fmt}") == fmt
     assert file_format(f"PART-0001.{fmt.upper()}") == fmt
     assert file_format(f"part-0001.{fmt}.tmp") is None
+
+
+def test_the_benchmark_floor_reads_the_contracts_columns() -> None:
+    # The floor is bare DuckDB on purpose (no project code in the measured process), so it
+    # spells the columns out; it must still spell the schema's.
+    from benchmarks import floor
+
+    assert floor._CSV_COLUMNS == discharge.COLUMNS

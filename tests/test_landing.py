@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
-from stdnum.cn import ric
+from samples import HOSPITALS, national_id
+from samples import discharge_row as row
 
 import synth
 from config.settings import Settings
@@ -36,37 +37,7 @@ from schemas.discharge import COLUMNS, OPTIONAL, REQUIRED
 
 FEED = date(2026, 11, 27)
 SOURCE = "SHYB"
-HOSPITALS = synth.make_hospitals(3)
 HOSPITAL = HOSPITALS["hospital_code"][0]
-
-
-def national_id(birth: str, seq: int) -> str:
-    """A valid 18-character identity number (check character from python-stdnum)."""
-    body = f"310104{birth.replace('-', '')}{seq:03d}"
-    return body + ric.calc_check_digit(body + "0")
-
-
-def row(sid: str = "S1", **values: str) -> dict[str, str]:
-    """A valid discharge row as a sender writes it; keyword arguments replace values."""
-    base = {
-        "settlement_id": sid,
-        "version": "1",
-        "record_type": "N",
-        "hospital_code": HOSPITAL,
-        "national_id": national_id("1956-03-14", 13),
-        "patient_name": "张三",
-        "gender": "M",
-        "birth_date": "1956-03-14",
-        "admission_date": "2026-11-02",
-        "discharge_date": "2026-11-12",
-        "primary_diagnosis": "I10.x05",
-        "total_cost": "100.00",
-        "fund_paid": "60.00",
-        "self_pay_in_scope": "30.00",
-        "self_pay_out_of_scope": "10.00",
-        "settled_at": "2026-11-12T10:30:00+08:00",
-    }
-    return base | values
 
 
 ROWS = [

@@ -25,6 +25,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import tomllib
@@ -543,6 +544,17 @@ def check_converged(settings: Settings, fresh: Settings, scenario: Scenario) -> 
     assert got_targets == targets
 
 
+def _contract_payment_columns() -> tuple[str, ...]:
+    """The columns payouts.md lists for ``payments.csv``, read from the contract itself."""
+    payouts = Path(__file__).parent.parent / "docs" / "contract" / "payouts.md"
+    listed = re.search(r"`payments\.csv` columns: `([^`]+)`", payouts.read_text(encoding="utf-8"))
+    assert listed is not None
+    return tuple(re.split(r",\s*", listed.group(1)))
+
+
+PAYMENT_COLUMNS = _contract_payment_columns()
+
+
 def batch_files(settings: Settings) -> dict[str, Path]:
     return {
         d.name.removeprefix("batch_id="): d
@@ -562,17 +574,7 @@ def check_batches(settings: Settings) -> list[dict[str, str]]:
         data = (folder / "payments.csv").read_bytes()
         with (folder / "payments.csv").open(encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
-            assert tuple(reader.fieldnames or ()) == (
-                "instruction_id",
-                "batch_id",
-                "national_id",
-                "payee_name",
-                "payee_account",
-                "amount",
-                "currency",
-                "entry_count",
-                "created_at",
-            )
+            assert tuple(reader.fieldnames or ()) == PAYMENT_COLUMNS
             rows = list(reader)
         assert manifest["batch_id"] == batch_id
         assert manifest["row_count"] == len(rows) > 0

@@ -18,7 +18,8 @@ import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from stdnum.cn import ric
+from samples import HOSPITALS, national_id
+from samples import discharge_row as row
 
 import synth
 from config.settings import Settings
@@ -31,42 +32,12 @@ from transforms.discharges import ValidatedRows, validate_discharges
 
 FEED = date(2026, 11, 27)
 SOURCE = "SHYB"
-HOSPITALS = synth.make_hospitals(3)
 CODES = HOSPITALS["hospital_code"]
 CASES_DIR = Path(__file__).parent / "cases" / "validate_discharges"
 
 
-def national_id(birth: str, seq: int) -> str:
-    """A valid 18-character identity number (check character from python-stdnum)."""
-    body = f"310104{birth.replace('-', '')}{seq:03d}"
-    return body + ric.calc_check_digit(body + "0")
-
-
 VALID_ID = national_id("1956-03-14", 13)
 WRONG_CHECK_ID = VALID_ID[:17] + ("1" if VALID_ID[17] != "1" else "2")
-
-
-def row(sid: str = "S1", **values: str) -> dict[str, str]:
-    """A valid discharge row as a sender writes it; keyword arguments replace values."""
-    base = {
-        "settlement_id": sid,
-        "version": "1",
-        "record_type": "N",
-        "hospital_code": CODES[0],
-        "national_id": VALID_ID,
-        "patient_name": "张三",
-        "gender": "M",
-        "birth_date": "1956-03-14",
-        "admission_date": "2026-11-02",
-        "discharge_date": "2026-11-12",
-        "primary_diagnosis": "I10.x05",
-        "total_cost": "100.00",
-        "fund_paid": "60.00",
-        "self_pay_in_scope": "30.00",
-        "self_pay_out_of_scope": "10.00",
-        "settled_at": "2026-11-12T10:30:00+08:00",
-    }
-    return base | values
 
 
 def deliver(

@@ -21,9 +21,9 @@ from schemas.discharge import (
     ParsedDischarge,
     RawDischarge,
     StagedDischarge,
-    parse_date,
     parse_timestamp,
 )
+from schemas.notation import parse_date
 from schemas.quarantine import combine, failures_to_quarantine
 from transforms.diagnosis import is_known, is_well_formed
 from transforms.identity import with_id_columns

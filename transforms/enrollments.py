@@ -16,7 +16,6 @@ import polars as pl
 
 from landing.readers import READ_ERROR
 from schemas.checks import columns_of
-from schemas.discharge import parse_date
 from schemas.enrollment import (
     COLUMNS,
     DATES,
@@ -24,6 +23,7 @@ from schemas.enrollment import (
     RawEnrollment,
     StagedEnrollment,
 )
+from schemas.notation import parse_date
 from schemas.quarantine import combine, empty_quarantine, failures_to_quarantine
 from transforms.identity import with_id_columns
 from transforms.names import normalized_name
