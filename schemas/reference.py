@@ -23,6 +23,9 @@ class PlanRule(pa.DataFrameModel):
     allowance_days: Series[pl.Int64] = pa.Field(ge=0)
     annual_cap_fen: Series[pl.Int64] = pa.Field(ge=0)
     waiting_days: Series[pl.Int64] = pa.Field(ge=0)
+    # What one member pays the plan for one month of cover (operations.md, *Sustainability
+    # report*): read by the report only, never by adjudication.
+    monthly_contribution_fen: Series[pl.Int64] = pa.Field(ge=0)
 
     class Config:
         strict = True

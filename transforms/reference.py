@@ -106,6 +106,9 @@ def load_rules(path: Path) -> Reference:
                     "allowance_days": entry["allowance_days"],
                     "annual_cap_fen": _yuan_to_fen(entry["annual_cap"], f"{where} annual_cap"),
                     "waiting_days": entry["waiting_days"],
+                    "monthly_contribution_fen": _yuan_to_fen(
+                        entry["monthly_contribution"], f"{where} monthly_contribution"
+                    ),
                 }
             )
         except KeyError as exc:
@@ -124,6 +127,7 @@ def load_rules(path: Path) -> Reference:
                 "allowance_days": pl.Int64,
                 "annual_cap_fen": pl.Int64,
                 "waiting_days": pl.Int64,
+                "monthly_contribution_fen": pl.Int64,
             },
             strict=True,
         )
