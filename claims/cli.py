@@ -295,6 +295,11 @@ def deploy(
     )
 
 
+from claims.report_cli import app as report_app  # noqa: E402 - registered after the commands
+
+app.add_typer(report_app)
+
+
 def main() -> None:
     """Console entry point."""
     try:
