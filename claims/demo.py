@@ -22,6 +22,7 @@ from claims import views
 from config.settings import ConfigError, Settings
 from flows.progress import progress
 from outbox.summary import CommitResult
+from pipeline.sustainability import write_sustainability
 from synth import build_demo_landing
 from transforms.money import fen_to_yuan
 
@@ -189,6 +190,8 @@ def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
     reports = sorted((settings.outbox / "reports").glob("*.html"))
     if reports:
         console.print(f"  latest report: {reports[-1]}")
+    year = plan.feed_dates[-1].year  # the demo year's plan-by-plan sustainability report
+    console.print(f"  sustainability: {write_sustainability(settings, year, None).html}")
     console.print(
         f"  try: claims status --warehouse {settings.warehouse}\n"
         f"       claims explain --stay HOSPITAL/SETTLEMENT --warehouse {settings.warehouse}"

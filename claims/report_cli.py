@@ -50,12 +50,12 @@ def sustainability(
     # The terminal gets the columns that fit 80 characters; the page has them all.
     shown = {
         "plan": "plan",
-        "contributions (CNY)": "contributions",
         "paid (CNY)": "paid",
         "loss ratio": "loss ratio",
+        "loss ratio, last 3 months": "last 3 months",
         "members at the annual cap": "at cap",
     }
-    table = Table(title=f"Sustainability {year} so far (CNY)")
+    table = Table(title=f"Sustainability {year} so far (paid in CNY)")
     for label in shown.values():
         table.add_column(label, justify="left" if label == "plan" else "right", no_wrap=True)
     for row in files.headline:

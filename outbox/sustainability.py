@@ -201,10 +201,21 @@ def headline(report: Sustainability) -> list[dict[str, str]]:
     year = report.counts.filter(
         (pl.col("period") == str(report.year)) & (pl.col("age_band") == "all")
     )
+    last_month = report.latest_discharge.month
+    months = report.counts.filter(
+        (pl.col("period") != str(report.year)) & (pl.col("age_band") == "all")
+    )
     out = []
     for plan in report.plans:
         c = year.filter(pl.col("plan_code") == plan).row(0, named=True)
         contributions = c["member_months"] * report.contribution_fen[plan]
+        # The trend in one figure: the latest three months against the year so far.
+        recent = (
+            months.filter((pl.col("plan_code") == plan) & (pl.col("month") > last_month - 3))
+            .select(pl.col("paid_fen", "member_months").sum())
+            .row(0, named=True)
+        )
+        recent_contributions = recent["member_months"] * report.contribution_fen[plan]
         avg = decimal_text(c["paid_fen"], c["stays_paid"], 0)
         out.append(
             {
@@ -213,6 +224,7 @@ def headline(report: Sustainability) -> list[dict[str, str]]:
                 "contributions (CNY)": fen_to_yuan(contributions),
                 "paid (CNY)": fen_to_yuan(c["paid_fen"]),
                 "loss ratio": _percent(c["paid_fen"], contributions),
+                "loss ratio, last 3 months": _percent(recent["paid_fen"], recent_contributions),
                 "stays per 1000 member-months": decimal_text(
                     c["stays_paid"] * 1000, c["member_months"], 2
                 )

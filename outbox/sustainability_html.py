@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from outbox.sustainability import BANDS, Sustainability, headline
+from outbox.sustainability import BANDS, Sustainability, decimal_text, div_half_up, headline
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,6 +48,23 @@ def _monthly(report: Sustainability, plan: str) -> pl.DataFrame:
     ).sort("month")
 
 
+def _year_row(report: Sustainability, plan: str) -> dict[str, int]:
+    return (
+        report.counts.filter(
+            (pl.col("plan_code") == plan)
+            & (pl.col("age_band") == "all")
+            & (pl.col("period") == str(report.year))
+        )
+        .select("member_months", "paid_fen", "stays_paid")
+        .row(0, named=True)
+    )
+
+
+def _ratio_text(numerator: int, denominator: int) -> str:
+    text = decimal_text(numerator * 100, denominator, 1)
+    return "no contributions" if text is None else f"{text} %"
+
+
 def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     # Display only: the CSV's exact decimals come from outbox/sustainability.py.
     return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
@@ -62,16 +79,20 @@ def loss_ratio_chart(report: Sustainability) -> str:
             lr=_ratio(pl.col("paid_fen"), pl.col("member_months") * report.contribution_fen[plan])
             * 100
         )
-        ax.plot(m["month"], m["lr"], marker="o", label=plan)
+        year = _year_row(report, plan)
+        so_far = _ratio_text(
+            year["paid_fen"], year["member_months"] * report.contribution_fen[plan]
+        )
+        ax.plot(m["month"], m["lr"], marker="o", label=f"{plan} (year so far {so_far})")
     ax.axhline(100, color="black", linestyle="--", linewidth=1)
-    ax.annotate("100 %: paid = contributions", (0.5, 100), xytext=(0, 4),
-                textcoords="offset points", fontsize=9)  # fmt: skip
+    ax.annotate("100 %: paid = contributions", (12.4, 100), xytext=(0, 4),
+                textcoords="offset points", fontsize=9, ha="right")  # fmt: skip
     ax.set_xticks(range(1, 13), _MONTHS)
     ax.set_xlim(0.5, 12.5)
     ax.set_ylabel("loss ratio, %")
     ax.set_title(f"Loss ratio by month of discharge, {report.year}")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, fontsize=9, frameon=False)
     return _svg(fig)
 
 
@@ -87,10 +108,17 @@ def cumulative_chart(report: Sustainability) -> str:
         )
         ax.plot(m["month"], m["contributions"], label="contributions", color="tab:green")
         ax.plot(m["month"], m["paid"], label="paid", color="tab:red")
+        # The run-rate projection, drawn as what it is: a straight line to 31 December.
+        last = m["month"][-1]
+        projected = div_half_up(
+            _year_row(report, plan)["paid_fen"] * report.days_in_year, report.days_elapsed
+        )
+        ax.plot([last, 12], [m["paid"][-1], projected / 100_000], color="tab:red", linestyle=":",
+                label="paid, run-rate projection")  # fmt: skip
         ax.set_title(plan, fontsize=10)
         ax.set_xticks(range(1, 13), [s[0] for s in _MONTHS])
         ax.set_xlim(0.5, 12.5)
-        ax.set_ylabel("CNY, cumulative")
+        ax.set_ylabel("thousand CNY, cumulative")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     for ax in axes[n:]:
@@ -144,6 +172,7 @@ _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1240px; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+td { white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; }
 .note { color: #555; font-size: 13px; }

@@ -350,6 +350,8 @@ def test_the_html_page_has_its_charts_and_headline(hand_built: Settings) -> None
         assert title in html
     assert "100 %" in html
     assert "1424.8 %" in html  # 726 668 / 51 000 = 14.2484… → 1424.8 %
+    # The trend: March to May, 2 166.68 paid against (3 + 4 + 5) × 30.00 = 601.855… %.
+    assert "601.9 %" in html
 
 
 def test_a_run_loads_the_contributions_the_report_divides_by(settings: Settings) -> None:
