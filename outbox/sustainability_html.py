@@ -20,6 +20,7 @@ from outbox.sustainability import BANDS, Sustainability, decimal_text, div_half_
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+_THOUSAND_YUAN = 100_000  # fen
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -103,8 +104,9 @@ def cumulative_chart(report: Sustainability) -> str:
     axes = fig.subplots((n + 1) // 2, 2, squeeze=False).flatten()
     for ax, plan in zip(axes, report.plans, strict=False):
         m = _monthly(report, plan).with_columns(
-            paid=pl.col("paid_fen").cum_sum() / 100,
-            contributions=(pl.col("member_months") * report.contribution_fen[plan]).cum_sum() / 100,
+            paid=pl.col("paid_fen").cum_sum() / _THOUSAND_YUAN,
+            contributions=(pl.col("member_months") * report.contribution_fen[plan]).cum_sum()
+            / _THOUSAND_YUAN,
         )
         ax.plot(m["month"], m["contributions"], label="contributions", color="tab:green")
         ax.plot(m["month"], m["paid"], label="paid", color="tab:red")
@@ -113,8 +115,13 @@ def cumulative_chart(report: Sustainability) -> str:
         projected = div_half_up(
             _year_row(report, plan)["paid_fen"] * report.days_in_year, report.days_elapsed
         )
-        ax.plot([last, 12], [m["paid"][-1], projected / 100_000], color="tab:red", linestyle=":",
-                label="paid, run-rate projection")  # fmt: skip
+        ax.plot(
+            [last, 12],
+            [m["paid"][-1], projected / _THOUSAND_YUAN],
+            color="tab:red",
+            linestyle=":",
+            label="paid, run-rate projection",
+        )
         ax.set_title(plan, fontsize=10)
         ax.set_xticks(range(1, 13), [s[0] for s in _MONTHS])
         ax.set_xlim(0.5, 12.5)

@@ -458,3 +458,19 @@ def test_the_flow_leaves_the_link_and_the_headline_as_artifacts(
     for artifact in artifacts:
         for m in M.values():
             assert m.national_id not in str(artifact.data) and m.name not in str(artifact.data)
+
+
+def test_the_monthly_deployment_carries_paths_only(settings: Settings) -> None:
+    from flows.sustainability import default_year, sustainability_deployment
+
+    deployment = sustainability_deployment(settings)
+    assert deployment.name == "claims-sustainability-monthly"
+    assert deployment.parameters == {
+        "landing": str(settings.landing),
+        "warehouse": str(settings.warehouse),
+        "outbox": str(settings.outbox),
+    }
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "0 6 2 * *"
+    assert schedule.schedule.timezone == "Asia/Shanghai"
+    assert 2025 <= default_year() <= date.today().year
