@@ -77,15 +77,6 @@ class Sustainability:
     counts: pl.DataFrame  # plan_code, period, age_band, member_months … capped_members
     tidy: pl.DataFrame  # the CSV: plan_code, period, age_band, measure, value (str or null)
 
-    def value(self, plan: str, period: str, band: str, measure: str) -> str | None:
-        row = self.tidy.filter(
-            (pl.col("plan_code") == plan)
-            & (pl.col("period") == period)
-            & (pl.col("age_band") == band)
-            & (pl.col("measure") == measure)
-        )
-        return None if row.is_empty() else row.item(0, "value")
-
 
 def _grid(counts: SustainabilityCounts, months: int) -> pl.DataFrame:
     """Counts per (plan, band, month), zeros where nothing happened, members as running totals."""

@@ -241,7 +241,8 @@ class _Page(HTMLParser):
         if tag == "svg":
             self.svgs.append({"label": a.get("aria-label"), "bars": []})
         elif tag == "rect" and self.svgs:
-            self.svgs[-1]["bars"].append(int(a.get("width") or 0))
+            # SVG lengths may be decimals (matplotlib's clip rectangles)
+            self.svgs[-1]["bars"].append(int(float(a.get("width") or 0)))
         if tag in ("script", "link", "img", "iframe", "object", "embed"):
             self.fetches.append(tag)
         self.fetches += [f"{k}={v}" for k, v in a.items() if k in ("src", "href") and v]

@@ -343,7 +343,10 @@ def test_no_personal_data_in_the_outputs(hand_built: Settings) -> None:
 
 
 def test_the_html_page_has_its_charts_and_headline(hand_built: Settings) -> None:
+    from test_flows import parse_html
+
     html = write_sustainability(hand_built, YEAR, None).html.read_text(encoding="utf-8")
+    assert parse_html(html).fetches == []  # one self-contained page: nothing to load
     assert html.count("<svg") == 4
     titles = ("Loss ratio by month", "Paid and contributions, cumulative", "Utilisation by age")
     for title in (*titles, "Members at the annual cap"):
