@@ -119,13 +119,12 @@ WITH year_rules AS (
                                   ROWS UNBOUNDED PRECEDING) AS total_fen
     FROM member_month mm JOIN year_rules r USING (plan_code)
 ), changes AS (
+    -- the total before this month is the running total less this month's: no second window
     SELECT *,
-           (total_fen > 0)::INTEGER
-             - coalesce(lag((total_fen > 0)::INTEGER) OVER w, 0) AS d_paid_members,
+           (total_fen > 0)::INTEGER - (total_fen - paid_fen > 0)::INTEGER AS d_paid_members,
            (total_fen >= annual_cap_fen)::INTEGER
-             - coalesce(lag((total_fen >= annual_cap_fen)::INTEGER) OVER w, 0) AS d_capped_members
+             - (total_fen - paid_fen >= annual_cap_fen)::INTEGER AS d_capped_members
     FROM running
-    WINDOW w AS (PARTITION BY plan_code, national_id ORDER BY month)
 )
 SELECT c.plan_code,
        {_BAND.format(b="coalesce(m.birth_date, c.stay_birth_date)")} AS age_band,
