@@ -167,7 +167,7 @@ def build(path: Path, enrolments: int, stays_per_enrolment: float) -> dict[str, 
 
 def time_report(folder: Path, warehouse: Path) -> dict[str, float]:
     """Seconds for each query and for the whole report (files included), in this process."""
-    from pipeline.sustainability import write_sustainability
+    from outbox.sustainability_report import write_sustainability
     from storage import sustainability as sql
 
     out: dict[str, float] = {}

@@ -22,7 +22,7 @@ from claims import views
 from config.settings import ConfigError, Settings
 from flows.progress import progress
 from outbox.summary import CommitResult
-from pipeline.sustainability import write_sustainability
+from outbox.sustainability_report import write_sustainability
 from synth import build_demo_landing
 from transforms.money import fen_to_yuan
 

@@ -44,7 +44,7 @@ def sustainability(
 
     with exit_codes():
         settings = settings_from(landing, warehouse, outbox)
-        from pipeline.sustainability import write_sustainability
+        from outbox.sustainability_report import write_sustainability
 
         files = write_sustainability(settings, _year(year), plan)
     # The terminal gets the columns that fit 80 characters; the page has them all.

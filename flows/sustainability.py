@@ -26,7 +26,7 @@ from prefect.types.entrypoint import EntrypointType
 from config.dates import yesterday_in_shanghai
 from config.masking import scrub
 from config.settings import ConfigError, Settings
-from pipeline.sustainability import SustainabilityFiles, check_request, write_sustainability
+from outbox.sustainability_report import SustainabilityFiles, check_request, write_sustainability
 from storage.warehouse import WarehouseBusy
 
 DEPLOYMENT = "claims-sustainability-monthly"

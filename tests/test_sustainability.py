@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from claims.cli import app
 from config.settings import Settings
 from outbox.sustainability import MEASURES
-from pipeline.sustainability import write_sustainability
+from outbox.sustainability_report import write_sustainability
 from storage.warehouse import open_warehouse
 
 YEAR = 2026

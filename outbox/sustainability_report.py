@@ -12,7 +12,6 @@ from pathlib import Path
 from config.settings import ConfigError, Settings
 from outbox.sustainability import compute, headline, write_csv
 from outbox.sustainability_html import write_html
-from schemas.reference import PLAN_CODES
 from storage.sustainability import ReportUnavailable, read_sustainability_counts
 
 
@@ -30,6 +29,9 @@ def check_request(year: int, plan: str | None) -> None:
     """A year the warehouse could hold and a plan of the contract, else ConfigError (exit 2)."""
     if not 1990 <= year <= 2100:
         raise ConfigError(f"--year {year} is outside 1990–2100")
+    # Imported here: pandera comes with it, and the command should start fast.
+    from schemas.reference import PLAN_CODES
+
     if plan is not None and plan not in PLAN_CODES:
         raise ConfigError(f"--plan must be one of {', '.join(PLAN_CODES)}")
 
