@@ -74,9 +74,14 @@ def write_batch(
     batch_id: str,
     instructions: Sequence[Instruction],
     *,
+    seal: str | None = None,
     fault: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write (or rewrite, byte for byte) one batch; returns its folder."""
+    """Write (or rewrite, byte for byte) one batch; returns its folder.
+
+    ``seal`` is the ledger seal of the run that made the batch (an extra manifest key beside the
+    contract's four): an auditor holding the manifests can check the warehouse's seal chain.
+    """
     folder = batch_dir(outbox, batch_id)
     folder.mkdir(parents=True, exist_ok=True)
     data = render_csv(instructions)
@@ -89,6 +94,8 @@ def write_batch(
         "amount_sum": fen_to_yuan(sum(i.amount_fen for i in instructions)),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+    if seal is not None:
+        manifest["seal"] = seal
     _atomic_write(
         folder / "_manifest.json",
         (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"),

@@ -15,7 +15,8 @@ def issue_pending_batches(settings: Settings, con: Connection) -> list[str]:
     issued = []
     for batch_id in batch_store.unissued_batches(con):
         rows = batch_store.batch_instructions(con, batch_id)
-        write_batch(settings.outbox, batch_id, rows, fault=fault_point)
+        seal = batch_store.batch_seal(con, batch_id)
+        write_batch(settings.outbox, batch_id, rows, seal=seal, fault=fault_point)
         fault_point("after_batch_file")
         batch_store.mark_issued(con, batch_id)
         issued.append(batch_id)

@@ -21,6 +21,7 @@ from storage import runs, staging
 from storage.adjudication import adjudicate
 from storage.ledger import post
 from storage.reference import replace_reference
+from storage.seals import seal_run
 from storage.warehouse import Connection, open_warehouse, transaction
 
 
@@ -111,6 +112,8 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
             batch_id=result.batch_id,
             summary_json=result.to_json(),
         )
+        # The run's entries, hashed and chained to the previous run's seal (migration 007).
+        seal_run(con, run_id=plan.run_id, at=at)
     fault_point("after_commit")
     return result
 

@@ -50,3 +50,13 @@ def mark_issued(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
         "UPDATE payment_batches SET issued_at = ? WHERE batch_id = ? AND issued_at IS NULL",
         [now(), batch_id],
     )
+
+
+def batch_seal(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
+    """The seal of the run that made a batch (its manifest carries it)."""
+    row = con.execute(
+        "SELECT s.seal FROM payment_batches b JOIN ledger_seals s USING (run_id) "
+        "WHERE b.batch_id = ?",
+        [batch_id],
+    ).fetchone()
+    return str(row[0]) if row else None
