@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from claims import options
+from claims import audit_cli, options
 from claims.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -298,6 +298,9 @@ def deploy(
 from claims.report_cli import app as report_app  # noqa: E402 - registered after the commands
 
 app.add_typer(report_app)
+
+for _audit in (audit_cli.verify, audit_cli.backup, audit_cli.restore, audit_cli.reconcile):
+    app.command()(_audit)
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ POINTS = (
     "after_batch_file",  # batch files in place, batch not yet marked issued
     "snapshot_load",  # enrolment snapshot half loaded inside the transaction
 )
+# Points outside a run (the run's crash tests go through POINTS only).
+BACKUP_POINTS = ("backup_half",)  # backup: warehouse copied, its checksums not yet written
 _passed: dict[str, int] = {}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from config.masking import scrub
 from config.settings import ConfigError, Settings
 from landing.partitions import DISCHARGES, ENROLLMENTS, Partition, discover
+from pipeline.audit import refuse_if_behind
 from pipeline.pay import issue_pending_batches
 from storage import members as member_store
 from storage import staging
@@ -83,6 +84,7 @@ def plan_run(
     work_dir.mkdir(parents=True, exist_ok=True)
 
     with open_warehouse(settings.warehouse) as con:
+        refuse_if_behind(settings, con)
         reissued = issue_pending_batches(settings, con)
         with transaction(con):
             staging.reset_interrupted(con, run_id)

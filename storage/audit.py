@@ -1,0 +1,519 @@
+"""The warehouse's self-audit (``claims verify``; payouts.md): set-based checks, read-only.
+
+Each check returns findings: what is wrong, about what (personal data masked), and what to do.
+The checks run on a read-only connection and write only temporary tables.
+
+- ``member_identity``: for every member, ``sum(instructions) − recovery_due = sum(ledger)``;
+- ``ledger_target``: for every (stay, plan, member), the ledger sum equals the target that the
+  adjudication SQL computes now from the stored inputs (every stay recomputed);
+- ``seal_chain``: every run's entries still give its seal, and each seal links to the previous;
+- the batch checks, against what ``outbox.audit`` found on disk (``batch_findings``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from config.masking import mask_id
+from storage.adjudication import CALC_SQL, MATCH_SQL, TARGETS_SQL
+from storage.seals import GENESIS, LINES
+from storage.sql import run_script
+from transforms.money import fen_to_yuan
+
+# At most this many findings of one check are listed; the rest are counted.
+SHOWN = 20
+
+RESTORE = (
+    "someone changed the warehouse outside claims: do not run until it is explained; restore the "
+    "last good backup into a new file (`claims restore`), then `claims reconcile`"
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One broken promise: ``check`` names it, ``subject`` says where (masked)."""
+
+    check: str
+    subject: str
+    detail: str
+    todo: str
+
+
+@dataclass(frozen=True)
+class BatchOnDisk:
+    """A ``batch_id=…`` folder of the outbox, as ``outbox.audit`` read it."""
+
+    batch_id: str
+    csv_path: Path | None  # None: no payments.csv
+    file_sha256: str | None
+    manifest: dict[str, Any] | None  # None: no manifest; {} an unreadable one
+
+
+def _capped(rows: list[tuple[Any, ...]], total: int, make: Any) -> list[Finding]:
+    found = [make(*r) for r in rows[:SHOWN]]
+    if total > SHOWN:
+        last = found[-1]
+        found.append(Finding(last.check, f"and {total - SHOWN} more", "", last.todo))
+    return found
+
+
+def member_identity(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """payouts.md: ``sum(instructions) − recovery_due = sum(ledger entries)`` per member."""
+    rows = con.execute(
+        """
+        WITH l AS (SELECT national_id, sum(amount_fen) AS fen FROM ledger_entries GROUP BY ALL),
+        i AS (SELECT national_id, sum(amount_fen) AS fen FROM payment_instructions GROUP BY ALL),
+        r AS (SELECT national_id, recovery_due_fen AS fen FROM recovery_balances)
+        SELECT national_id, coalesce(i.fen, 0)::BIGINT, coalesce(r.fen, 0)::BIGINT,
+               coalesce(l.fen, 0)::BIGINT
+        FROM l FULL JOIN i USING (national_id) FULL JOIN r USING (national_id)
+        WHERE coalesce(i.fen, 0) - coalesce(r.fen, 0) <> coalesce(l.fen, 0)
+        ORDER BY national_id
+        """
+    ).fetchall()
+
+    def make(nid: str, paid: int, due: int, ledger: int) -> Finding:
+        return Finding(
+            "member_identity",
+            f"member {mask_id(nid)}",
+            f"instructions {fen_to_yuan(paid)} − recovery due {fen_to_yuan(due)} ≠ ledger "
+            f"{fen_to_yuan(ledger)} (off by {fen_to_yuan(paid - due - ledger)})",
+            RESTORE,
+        )
+
+    return _capped(rows, len(rows), make)
+
+
+def recompute_targets(con: duckdb.DuckDBPyConnection) -> None:
+    """``new_targets`` (a temporary table) for every stay, from the stored inputs, with the
+    adjudication's own SQL: what a full recompute would post."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE scope AS "
+        "SELECT hospital_code, settlement_id FROM stays "
+        "UNION SELECT hospital_code, settlement_id FROM stay_outcomes"
+    )
+    con.execute(MATCH_SQL)
+    run_script(con, CALC_SQL)
+    con.execute(TARGETS_SQL)
+
+
+def ledger_targets(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """payouts.md, *Convergence*: every (stay, plan, member) ledger sum equals its target."""
+    recompute_targets(con)
+    query = """
+        WITH l AS (SELECT hospital_code, settlement_id, plan_code, national_id,
+                          sum(amount_fen) AS fen FROM ledger_entries GROUP BY ALL)
+        SELECT hospital_code, settlement_id, plan_code, national_id,
+               coalesce(l.fen, 0)::BIGINT AS ledger_fen, coalesce(t.target_fen, 0) AS target_fen
+        FROM l FULL JOIN new_targets t
+          USING (hospital_code, settlement_id, plan_code, national_id)
+        WHERE coalesce(l.fen, 0) <> coalesce(t.target_fen, 0)
+    """
+    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+
+    def make(h: str, s: str, plan: str, nid: str, ledger: int, target: int) -> Finding:
+        return Finding(
+            "ledger_target",
+            f"stay {h}/{s} plan {plan} member {mask_id(nid)}",
+            f"ledger {fen_to_yuan(ledger)} ≠ target {fen_to_yuan(target)}",
+            "if the seal chain is intact, a run was interrupted or inputs changed: "
+            "`claims run` posts the difference; if the seals are broken, " + RESTORE,
+        )
+
+    return _capped(rows, int(total[0]) if total else 0, make)
+
+
+# Every link of the chain, recomputed independently: set-based, no recursion needed.
+SEAL_CHECK_SQL = f"""
+WITH d AS (
+    SELECT run_id, count(*) AS n, sum(amount_fen) AS fen, {LINES} AS lines
+    FROM ledger_entries GROUP BY run_id
+), s AS (
+    SELECT *, lag(seal) OVER (ORDER BY seq) AS prev_expected,
+           row_number() OVER (ORDER BY seq) AS position
+    FROM ledger_seals
+)
+SELECT coalesce(s.position, 9223372036854775807) AS position, coalesce(s.run_id, d.run_id),
+    CASE
+        WHEN s.run_id IS NULL THEN 'unsealed'
+        WHEN s.seq <> s.position THEN 'gap'
+        WHEN s.prev_seal <> coalesce(s.prev_expected, '{GENESIS}') THEN 'link'
+        WHEN s.seal <> sha256(s.prev_seal || chr(10) || coalesce(d.lines, '')) THEN 'content'
+    END AS problem,
+    coalesce(d.n, 0) AS entries_now, s.entry_count AS entries_sealed,
+    coalesce(d.fen, 0)::BIGINT AS fen_now, s.amount_sum_fen AS fen_sealed
+FROM s FULL JOIN d USING (run_id)
+WHERE problem IS NOT NULL
+ORDER BY 1, 2
+"""
+
+
+def seal_chain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """Recompute every seal; name the first run whose entries (or seal) changed."""
+    rows = con.execute(SEAL_CHECK_SQL).fetchall()
+    found = []
+    for i, (position, run_id, problem, n_now, n_sealed, fen_now, fen_sealed) in enumerate(rows):
+        first = "the first run whose ledger changed: " if i == 0 else ""
+        if problem == "unsealed":
+            detail = f"{n_now} entries carry run id {run_id}, which no seal covers (added by hand?)"
+        elif problem in ("gap", "link"):
+            detail = f"{first}run {run_id} (#{position}): the chain of seals is broken before it"
+        else:
+            detail = (
+                f"{first}run {run_id} (#{position}) no longer gives its seal: sealed "
+                f"{n_sealed} entries, {fen_to_yuan(fen_sealed)}; now {n_now} entries, "
+                f"{fen_to_yuan(fen_now)}"
+            )
+        found.append(Finding("seal_chain", f"run {run_id}", detail, RESTORE))
+        if len(found) >= SHOWN:
+            break
+    return found
+
+
+def _disk_tables(con: duckdb.DuckDBPyConnection, disk: Sequence[BatchOnDisk]) -> None:
+    """``disk_batches`` (one row per folder) and ``file_rows`` (every payments.csv row)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE disk_batches (
+            batch_id VARCHAR, has_csv BOOLEAN, file_sha256 VARCHAR, has_manifest BOOLEAN,
+            readable BOOLEAN, m_batch_id VARCHAR, m_row_count VARCHAR, m_amount_sum VARCHAR,
+            m_sha256 VARCHAR, m_seal VARCHAR, csv_path VARCHAR)
+        """
+    )
+    rows = []
+    for b in disk:
+        m = b.manifest or {}
+        rows.append(
+            [
+                b.batch_id,
+                b.csv_path is not None,
+                b.file_sha256,
+                b.manifest is not None,
+                bool(m),
+                *(None if m.get(k) is None else str(m.get(k)) for k in _MANIFEST_KEYS),
+                str(b.csv_path) if b.csv_path else None,
+            ]
+        )
+    if rows:
+        con.executemany("INSERT INTO disk_batches VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE file_rows (
+            folder_batch_id VARCHAR, instruction_id VARCHAR, batch_id VARCHAR,
+            national_id VARCHAR, payee_name VARCHAR, payee_account VARCHAR, amount VARCHAR,
+            currency VARCHAR, entry_count VARCHAR, created_at VARCHAR)
+        """
+    )
+    for b in disk:
+        if b.csv_path is None:
+            continue
+        try:
+            con.execute(
+                "INSERT INTO file_rows SELECT ?, * FROM read_csv(?, header = true, "
+                "all_varchar = true, auto_detect = false, strict_mode = true, quote = '\"', "
+                "escape = '\"', delim = ',', columns = {"
+                + ", ".join(f"'{c}': 'VARCHAR'" for c in _CSV_COLUMNS)
+                + "})",
+                [b.batch_id, str(b.csv_path)],
+            )
+        except duckdb.Error:
+            con.execute("UPDATE disk_batches SET has_csv = NULL WHERE batch_id = ?", [b.batch_id])
+
+
+_MANIFEST_KEYS = ("batch_id", "row_count", "amount_sum", "sha256", "seal")
+_CSV_COLUMNS = (
+    "instruction_id",
+    "batch_id",
+    "national_id",
+    "payee_name",
+    "payee_account",
+    "amount",
+    "currency",
+    "entry_count",
+    "created_at",
+)
+# A payment file's amount (yuan, exactly 2 decimals) as fen; NULL when it is not that.
+_AMOUNT = (
+    "(CASE WHEN regexp_full_match({0}, '[0-9]+\\.[0-9]{{2}}') "
+    "THEN replace({0}, '.', '')::BIGINT END)"
+)
+
+BATCH_CHECK_SQL = f"""
+WITH known AS (
+    SELECT b.batch_id, b.issued_at IS NOT NULL AS issued, b.row_count, b.amount_sum_fen,
+           coalesce(s.seal, r.seal) AS seal, r.batch_id IS NOT NULL AS reconciled
+    FROM payment_batches b
+    LEFT JOIN ledger_seals s USING (run_id)
+    LEFT JOIN reconciled_batches r USING (batch_id)
+), counted AS (
+    SELECT folder_batch_id AS batch_id, count(*) AS n,
+           sum({_AMOUNT.format("amount")}) AS fen,
+           count(*) FILTER (WHERE {_AMOUNT.format("amount")} IS NULL) AS bad_amounts
+    FROM file_rows GROUP BY ALL
+), wh AS (
+    SELECT i.batch_id, i.instruction_id, i.national_id, i.payee_name, i.payee_account,
+           i.amount_fen, i.entry_count, i.created_at
+    FROM payment_instructions i SEMI JOIN disk_batches d USING (batch_id)
+), fr AS (
+    SELECT folder_batch_id AS batch_id, instruction_id, national_id, payee_name, payee_account,
+           {_AMOUNT.format("amount")} AS amount_fen, TRY_CAST(entry_count AS INTEGER),
+           TRY_CAST(created_at AS TIMESTAMPTZ)
+    FROM file_rows
+    WHERE batch_id = folder_batch_id AND currency = 'CNY'
+), differ AS (
+    SELECT batch_id, count(*) AS n FROM (
+        (SELECT * FROM wh EXCEPT ALL SELECT * FROM fr)
+        UNION ALL
+        (SELECT * FROM fr EXCEPT ALL SELECT * FROM wh)
+    ) GROUP BY ALL
+), foreign_rows AS (
+    SELECT folder_batch_id AS batch_id, count(*) AS n FROM file_rows
+    WHERE batch_id IS DISTINCT FROM folder_batch_id OR currency IS DISTINCT FROM 'CNY'
+    GROUP BY ALL
+)
+SELECT coalesce(d.batch_id, k.batch_id) AS batch_id, k.batch_id IS NOT NULL AS known,
+       coalesce(k.issued, false), coalesce(k.reconciled, false), d.batch_id IS NOT NULL,
+       d.has_csv, d.file_sha256, d.has_manifest, d.readable, d.m_batch_id, d.m_row_count,
+       d.m_amount_sum, d.m_sha256, d.m_seal, k.seal, k.row_count, k.amount_sum_fen,
+       coalesce(c.n, 0), c.fen, coalesce(c.bad_amounts, 0), coalesce(x.n, 0), coalesce(f.n, 0)
+FROM disk_batches d
+FULL JOIN known k USING (batch_id)
+LEFT JOIN counted c ON c.batch_id = coalesce(d.batch_id, k.batch_id)
+LEFT JOIN differ x ON x.batch_id = coalesce(d.batch_id, k.batch_id)
+LEFT JOIN foreign_rows f ON f.batch_id = coalesce(d.batch_id, k.batch_id)
+ORDER BY 1
+"""
+
+
+def batch_findings(con: duckdb.DuckDBPyConnection, disk: Sequence[BatchOnDisk]) -> list[Finding]:
+    """payouts.md, *Payment instructions*: each batch folder against its manifest and the
+    warehouse; no batch on disk the warehouse does not know; no issued batch missing."""
+    _disk_tables(con, disk)
+    found: list[Finding] = []
+    for row in con.execute(BATCH_CHECK_SQL).fetchall():
+        found += _judge_batch(*row)
+    return found
+
+
+def _judge_batch(
+    batch_id: str,
+    known: bool,
+    issued: bool,
+    reconciled: bool,
+    on_disk: bool,
+    has_csv: bool | None,
+    file_sha256: str | None,
+    has_manifest: bool,
+    readable: bool,
+    m_batch_id: str | None,
+    m_row_count: str | None,
+    m_amount_sum: str | None,
+    m_sha256: str | None,
+    m_seal: str | None,
+    seal: str | None,
+    row_count: int | None,
+    amount_sum_fen: int | None,
+    file_rows: int,
+    file_fen: int | None,
+    bad_amounts: int,
+    differing: int,
+    foreign: int,
+) -> list[Finding]:
+    subject = f"batch {batch_id}"
+
+    def f(check: str, detail: str, todo: str) -> Finding:
+        return Finding(check, subject, detail, todo)
+
+    resend = (
+        "the file no longer says what the warehouse paid: find who changed it, and tell the bank "
+        "before it pays this folder; the warehouse's instructions of the batch are the truth"
+    )
+    if not on_disk:
+        if not issued:
+            return []  # committed, not yet written: the next run writes it
+        return [
+            f(
+                "batch_missing",
+                "issued by the warehouse, but its folder is not in the outbox",
+                "restore the folder from the outbox's backup or the bank's copy (the warehouse "
+                "still holds its instructions); never re-issue it under another id",
+            )
+        ]
+    if not known:
+        if not has_manifest:
+            return [
+                f(
+                    "batch_incomplete",
+                    "a folder without a manifest that the warehouse does not know (the bank "
+                    "ignores it)",
+                    "remove the folder once you have checked that no run is writing it",
+                )
+            ]
+        return [
+            f(
+                "batch_unknown",
+                "in the outbox, but the warehouse has no such batch (a warehouse restored from "
+                "an older backup, or the wrong --warehouse)",
+                "if this warehouse is a restored backup, run `claims reconcile`; otherwise "
+                "point --warehouse at the warehouse of this outbox",
+            )
+        ]
+    if not has_manifest:
+        if not issued:
+            return []  # the next run writes it again, byte for byte
+        return [
+            f(
+                "manifest_missing",
+                "the batch was issued but its folder has no _manifest.json",
+                "restore the folder from the outbox's backup or the bank's copy",
+            )
+        ]
+    out = []
+    if not readable:
+        return [f("manifest_unreadable", "the _manifest.json is not a JSON object", resend)]
+    if has_csv is None or not has_csv:
+        what = "missing" if has_csv is not None else "not a valid payments.csv"
+        return [f("file_unreadable", f"payments.csv is {what}", resend)]
+    if m_batch_id != batch_id:
+        out.append(f("manifest_batch_id", "the manifest names another batch", resend))
+    if m_sha256 != file_sha256:
+        out.append(f("manifest_sha256", "payments.csv does not have the manifest's sha256", resend))
+    if m_row_count != str(file_rows):
+        out.append(
+            f(
+                "manifest_row_count",
+                f"manifest says {m_row_count} rows, the file has {file_rows}",
+                resend,
+            )
+        )
+    m_fen = _fen(m_amount_sum)
+    if m_fen is None or file_fen is None or m_fen != file_fen or bad_amounts:
+        shown = fen_to_yuan(file_fen) if file_fen is not None else "unreadable amounts"
+        out.append(
+            f(
+                "manifest_amount_sum",
+                f"manifest says {m_amount_sum}, the file sums to {shown}",
+                resend,
+            )
+        )
+    if differing or foreign or file_rows != row_count:
+        out.append(
+            f(
+                "file_rows",
+                f"{differing + foreign} row(s) of payments.csv differ from the warehouse's "
+                f"instructions of the batch ({row_count} instructions, "
+                f"{fen_to_yuan(amount_sum_fen or 0)})",
+                resend,
+            )
+        )
+    if seal is not None and m_seal is not None and m_seal != seal:
+        out.append(
+            f(
+                "manifest_seal",
+                "the manifest carries another ledger seal than the warehouse's for its run",
+                RESTORE,
+            )
+        )
+    return out
+
+
+def _fen(text: str | None) -> int | None:
+    if text is None:
+        return None
+    whole, dot, part = text.partition(".")
+    if not whole.isdigit() or dot != "." or len(part) != 2 or not part.isdigit():
+        return None
+    return int(whole) * 100 + int(part)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconcile: take batches a restored warehouse does not know back into it, as paid
+# ---------------------------------------------------------------------------------------------
+
+TAKE_BACK_SQL = f"""
+CREATE OR REPLACE TEMP TABLE taken AS
+SELECT folder_batch_id AS batch_id, instruction_id, national_id, payee_name, payee_account,
+       {_AMOUNT.format("amount")} AS amount_fen, entry_count::INTEGER AS entry_count,
+       created_at::TIMESTAMPTZ AS created_at
+FROM file_rows SEMI JOIN take USING (folder_batch_id);
+
+INSERT INTO payment_instructions BY NAME SELECT * FROM taken;
+
+INSERT INTO payment_batches
+SELECT batch_id, CASE WHEN batch_id LIKE 'B%' THEN batch_id[2:] ELSE batch_id END,
+       min(created_at), count(*), sum(amount_fen)::BIGINT, $at
+FROM taken GROUP BY batch_id;
+
+INSERT INTO reconciled_batches
+SELECT t.batch_id, d.m_seal, count(*), sum(t.amount_fen)::BIGINT, $at
+FROM taken t JOIN disk_batches d USING (batch_id) GROUP BY t.batch_id, d.m_seal;
+
+-- Paid by a run this warehouse no longer has: owed against the entries the next run posts
+-- again, so that the identity holds now and nothing is paid twice.
+INSERT INTO recovery_balances
+SELECT national_id, sum(amount_fen)::BIGINT FROM taken GROUP BY ALL
+ON CONFLICT (national_id) DO UPDATE
+SET recovery_due_fen = recovery_balances.recovery_due_fen + excluded.recovery_due_fen;
+"""
+
+
+@dataclass(frozen=True)
+class TakenBack:
+    batches: list[str]
+    instructions: int
+    amount_fen: int
+
+
+def unknown_batches(con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]) -> list[str]:
+    """Of these batch ids (folders with a manifest), those the warehouse has no record of."""
+    if not batch_ids:
+        return []
+    known = {
+        str(r[0])
+        for r in con.execute(
+            "SELECT batch_id FROM payment_batches WHERE list_contains(?, batch_id)",
+            [list(batch_ids)],
+        ).fetchall()
+    }
+    return [b for b in batch_ids if b not in known]
+
+
+def take_back(
+    con: duckdb.DuckDBPyConnection, disk: Sequence[BatchOnDisk], batch_ids: Sequence[str], at: Any
+) -> tuple[TakenBack, list[Finding]]:
+    """Record the instructions of issued batches the warehouse does not know as its own, paid.
+
+    Call inside a transaction. Refuses (returns the findings, records nothing) when one of the
+    batches does not match its own manifest: a file that cannot be trusted is not booked.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE take (folder_batch_id VARCHAR)")
+    con.executemany("INSERT INTO take VALUES (?)", [[b] for b in batch_ids])
+    problems = [
+        f
+        for f in batch_findings(con, [d for d in disk if d.batch_id in set(batch_ids)])
+        if f.check not in ("batch_unknown", "batch_missing")
+    ]
+    if problems:
+        return TakenBack([], 0, 0), problems
+    # batch_findings built disk_batches and file_rows for the chosen batches.
+    run_script(con, TAKE_BACK_SQL, {"at": at})
+    row = con.execute("SELECT count(*), coalesce(sum(amount_fen), 0) FROM taken").fetchone()
+    n, fen = (int(row[0]), int(row[1])) if row else (0, 0)
+    return TakenBack(list(batch_ids), n, fen), []
+
+
+def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
+    """Write everything of the write-ahead log into the file (before a file copy)."""
+    con.execute("CHECKPOINT")
+
+
+def last_seal(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    """(number of sealed runs, the newest seal)."""
+    row = con.execute("SELECT count(*), arg_max(seal, seq) FROM ledger_seals").fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)
