@@ -217,11 +217,12 @@ class Adjudicated:
     computed_stays: int
 
 
-def adjudicate(con: duckdb.DuckDBPyConnection, *, full: bool) -> Adjudicated:
+def adjudicate(con: duckdb.DuckDBPyConnection, *, full: bool, write: bool = True) -> Adjudicated:
     """Recompute outcomes and plan targets for the commit's scope (inside its transaction).
 
     ``full`` re-matches every stay: after a new snapshot, registry or rules. Otherwise the scope
-    is ``touched_stays`` (filled by staging).
+    is ``touched_stays`` (filled by staging). ``write=False`` leaves the result in the temporary
+    ``new_targets``/``new_outcomes`` only (``claims verify``, on a read-only connection).
     """
     if full:
         con.execute(
@@ -237,7 +238,8 @@ def adjudicate(con: duckdb.DuckDBPyConnection, *, full: bool) -> Adjudicated:
     run_script(con, CALC_SQL)
     con.execute(TARGETS_SQL)
     con.execute(OUTCOMES_SQL)
-    run_script(con, REPLACE_SQL)
+    if write:
+        run_script(con, REPLACE_SQL)
     scope = con.execute("SELECT count(*) FROM scope").fetchone()
     computed = con.execute("SELECT count(*) FROM calc_keys").fetchone()
     return Adjudicated(int(scope[0]) if scope else 0, int(computed[0]) if computed else 0)

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from config.masking import mask_id
-from storage.adjudication import CALC_SQL, MATCH_SQL, TARGETS_SQL
+from storage.adjudication import adjudicate
 from storage.seals import GENESIS, LINES
 from storage.sql import run_script
 from transforms.money import fen_to_yuan
@@ -90,16 +90,9 @@ def member_identity(con: duckdb.DuckDBPyConnection) -> list[Finding]:
 
 
 def recompute_targets(con: duckdb.DuckDBPyConnection) -> None:
-    """``new_targets`` (a temporary table) for every stay, from the stored inputs, with the
-    adjudication's own SQL: what a full recompute would post."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE scope AS "
-        "SELECT hospital_code, settlement_id FROM stays "
-        "UNION SELECT hospital_code, settlement_id FROM stay_outcomes"
-    )
-    con.execute(MATCH_SQL)
-    run_script(con, CALC_SQL)
-    con.execute(TARGETS_SQL)
+    """``new_targets`` (a temporary table) for every stay, from the stored inputs, by the
+    adjudication itself (a full recompute that writes nothing): what a run would converge on."""
+    adjudicate(con, full=True, write=False)
 
 
 def ledger_targets(con: duckdb.DuckDBPyConnection) -> list[Finding]:
@@ -412,14 +405,13 @@ def _judge_batch(
                 resend,
             )
         )
-    if seal is not None and m_seal is not None and m_seal != seal:
-        out.append(
-            f(
-                "manifest_seal",
-                "the manifest carries another ledger seal than the warehouse's for its run",
-                RESTORE,
-            )
+    if m_seal is not None and m_seal != seal:
+        detail = (
+            "the manifest carries another ledger seal than the warehouse's for its run"
+            if seal is not None
+            else "the manifest carries a ledger seal, but the warehouse has none for its run"
         )
+        out.append(f("manifest_seal", detail, RESTORE))
     return out
 
 

@@ -539,3 +539,22 @@ def test_verify_without_a_warehouse_is_bad_usage(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_a_run_removed_with_its_seal_is_caught_by_its_manifest(
+    played: Played, tmp_path: Path
+) -> None:
+    """The newest run's entries and seal deleted together leave a whole chain; its batch's
+    manifest still names the seal, and the member identity no longer holds."""
+    settings = copy_world(played.settings, tmp_path)
+    (run_id,) = sql(
+        settings,
+        "SELECT s.run_id FROM ledger_seals s JOIN payment_batches USING (run_id) "
+        "ORDER BY s.seq DESC LIMIT 1",
+    )[0]
+    (seq,) = sql(settings, "SELECT seq FROM ledger_seals WHERE run_id = ?", [run_id])[0]
+    sql(settings, "DELETE FROM ledger_entries WHERE run_id = ?", [run_id])
+    sql(settings, "DELETE FROM ledger_seals WHERE seq >= ?", [seq])
+    found = {f.check for f in verify(settings).findings}
+    assert "manifest_seal" in found and "member_identity" in found
+    assert "seal_chain" not in found
