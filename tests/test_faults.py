@@ -44,6 +44,8 @@ import pytest
 
 import synth
 from config.faults import POINTS
+from config.settings import Settings
+from pipeline.audit import verify
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = PROJECT / ".venv" / "bin" / "python"
@@ -692,6 +694,9 @@ def check_final(place: Place, ref: Reference) -> None:
     assert paid == paid_by_member(outbox_batches(ref.place.outbox)[0])
     leftovers = [p for p in (place.outbox / "payments").rglob(".*") if p.is_file()]
     assert not leftovers, f"temporary files left in the outbox: {leftovers}"
+    # `claims verify` agrees: every promise of payouts.md holds after the crashes (issue 17).
+    verified = verify(Settings.build(place.landing, place.warehouse, place.outbox))
+    assert verified.ok, verified.findings[:5]
 
 
 # ---------------------------------------------------------------------------------------------
