@@ -558,3 +558,50 @@ def test_a_run_removed_with_its_seal_is_caught_by_its_manifest(
     found = {f.check for f in verify(settings).findings}
     assert "manifest_seal" in found and "member_identity" in found
     assert "seal_chain" not in found
+
+
+@pytest.mark.e2e
+def test_every_paying_command_refuses_a_warehouse_behind_its_outbox(
+    tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real commands and flows: after a restore, `run`, `rerun` and `backfill` exit 2
+    naming `claims reconcile` and change nothing; after `reconcile` the next run pays."""
+    from rich.console import Console
+    from test_flows import build_landing
+
+    import claims.options as cli_options
+
+    monkeypatch.setattr(cli_options, "console", Console(width=250))
+    monkeypatch.setattr(cli_options, "err", Console(width=250, stderr=True))
+    landing = build_landing(tmp_path / "w", nights=2, failing_night=None)
+    first, second = landing.feed_dates
+    paths = landing.cli_paths()
+    assert claims_cli("run", "--date", first, *paths).exit_code == 0
+    assert claims_cli("backup", "--to", tmp_path / "b", *paths).exit_code == 0
+    assert claims_cli("run", "--date", second, *paths).exit_code == 0
+
+    restored = tmp_path / "restored.duckdb"
+    assert claims_cli("restore", "--from", tmp_path / "b", "--warehouse", restored).exit_code == 0
+    settings = Settings.build(landing.settings.landing, restored, landing.settings.outbox)
+    paths = ["--landing", settings.landing, "--warehouse", restored, "--outbox", settings.outbox]
+    before = sql(settings, "SELECT count(*) FROM ledger_entries")
+    for command in (
+        ["run", "--date", second],
+        ["rerun", "--partition", f"feed_date={second}/source=SHYB"],
+        ["rerun", "--failed"],
+        ["backfill", "--from", first, "--to", second],
+    ):
+        refused = claims_cli(*command, *paths)
+        assert refused.exit_code == 2, (command, refused.output)
+        assert "claims reconcile" in said(refused), refused.output
+    assert sql(settings, "SELECT count(*) FROM ledger_entries") == before
+
+    assert claims_cli("reconcile", *paths).exit_code == 0
+    paid_before, _ = paid_in_files(settings.outbox)
+    assert claims_cli("run", "--date", second, *paths).exit_code == 0
+    assert claims_cli("verify", *paths).exit_code == 0
+    # The restored warehouse re-posts the second night and pays nothing for it again: the same
+    # ledger as the original, the same payments in the (shared) outbox, no instruction twice.
+    assert ledger_by_key(settings) == ledger_by_key(landing.settings)
+    paid_after, ids = paid_in_files(settings.outbox)
+    assert paid_after == paid_before and max(ids.values()) == 1
