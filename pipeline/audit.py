@@ -57,7 +57,17 @@ def verify(settings: Settings) -> Verified:
     with run_lock(settings.warehouse, settings.lock_timeout_s):
         disk = batches_on_disk(settings.outbox)
         with open_warehouse(settings.warehouse, read_only=True) as con:
-            return _verify(con, disk)
+            verified = _verify(con, disk)
+            if audit.pending_restore(con):
+                verified.findings.append(
+                    Finding(
+                        "restore_pending",
+                        "the warehouse",
+                        "restored from a backup and not yet reconciled with its outbox",
+                        "run `claims reconcile`; paying commands refuse until it passes",
+                    )
+                )
+            return verified
 
 
 def _verify(con: Connection, disk: list[audit.BatchOnDisk]) -> Verified:
@@ -81,8 +91,15 @@ def _verify(con: Connection, disk: list[audit.BatchOnDisk]) -> Verified:
 
 
 def refuse_if_behind(settings: Settings, con: Connection) -> None:
-    """Stop a paying command (exit 2) when the outbox holds issued batches this warehouse does
-    not know: it was restored from an older backup, and would pay them again."""
+    """Stop a paying command (exit 2) when the warehouse was restored and not yet reconciled,
+    or when the outbox holds issued batches it does not know (an older copy, however made): it
+    would pay them again."""
+    if audit.pending_restore(con):
+        raise ConfigError(
+            "this warehouse was restored from a backup and not yet reconciled with its outbox: "
+            "run `claims reconcile` (it takes back the batches issued after the backup and "
+            "verifies); paying waits until it passes. Nothing was changed."
+        )
     unknown = audit.unknown_batches(con, issued_batch_ids(settings.outbox))
     if unknown:
         raise ConfigError(
@@ -116,8 +133,11 @@ def reconcile(settings: Settings) -> Reconciled:
                     taken, refused = audit.take_back(con, disk, ids, datetime.now(UTC))
                 if refused:
                     return Reconciled([], 0, 0, refused, None)
-        with open_warehouse(settings.warehouse, read_only=True) as con:
+            # The checks read only; on this connection, so that nothing runs in between.
             verified = _verify(con, disk)
+            if verified.ok:
+                with transaction(con):
+                    audit.mark_reconciled(con, datetime.now(UTC))
     return Reconciled(taken.batches, taken.instructions, taken.amount_fen, [], verified)
 
 
@@ -230,4 +250,12 @@ def restore(src: Path, target: Path) -> dict[str, Any]:
     if _sha256(target) != manifest["files"][BACKUP_FILE]["sha256"]:
         target.unlink()
         raise ConfigError(f"the copy at {target} does not match the backup's checksum; removed")
+    # Paying waits for `claims reconcile` (refuse_if_behind), whatever the outbox holds.
+    with open_warehouse(target) as con, transaction(con):
+        audit.mark_restored(
+            con,
+            at=datetime.now(UTC),
+            backup_created_at=str(manifest.get("created_at", "")),
+            last_seal=manifest.get("last_seal"),
+        )
     return manifest

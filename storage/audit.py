@@ -500,6 +500,23 @@ def take_back(
     return TakenBack(list(batch_ids), n, fen), []
 
 
+def mark_restored(
+    con: duckdb.DuckDBPyConnection, *, at: Any, backup_created_at: str, last_seal: str | None
+) -> None:
+    """Record that this warehouse was restored: paying waits for ``reconcile``."""
+    con.execute("INSERT INTO restores VALUES (?, ?, ?, NULL)", [at, backup_created_at, last_seal])
+
+
+def pending_restore(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a restore has not yet been reconciled (and verified)."""
+    row = con.execute("SELECT count(*) FROM restores WHERE reconciled_at IS NULL").fetchone()
+    return bool(row and row[0])
+
+
+def mark_reconciled(con: duckdb.DuckDBPyConnection, at: Any) -> None:
+    con.execute("UPDATE restores SET reconciled_at = ? WHERE reconciled_at IS NULL", [at])
+
+
 def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
     """Write everything of the write-ahead log into the file (before a file copy)."""
     con.execute("CHECKPOINT")

@@ -427,7 +427,7 @@ def test_restore_reconcile_then_the_next_night_pays_what_it_would_have(
         with pytest.raises(ConfigError, match="claims reconcile"):
             run_local(restored, command=command, as_of=NIGHT_5, rerun_keys=keys)
     assert sorted(p for p in restored.outbox.rglob("*") if p.is_file()) == files_before
-    assert {f.check for f in verify(restored).findings} == {"batch_unknown"}
+    assert {f.check for f in verify(restored).findings} == {"batch_unknown", "restore_pending"}
 
     # claims reconcile takes the batches of nights 3 and 4 back as paid; verify then passes.
     result = claims_cli(
@@ -512,6 +512,17 @@ def test_a_backup_killed_half_way_is_refused_by_restore(played: Played, tmp_path
     )
     again = claims_cli("restore", "--from", tmp_path / "whole", "--warehouse", target)
     assert again.exit_code == 2 and "exists" in said(again)
+
+    # Restored from the newest backup (nothing issued since), it still pays nothing before
+    # `claims reconcile` has verified it.
+    restored = Settings.build(settings.landing, target, settings.outbox)
+    with pytest.raises(ConfigError, match="not yet reconciled"):
+        run_local(restored, as_of=NIGHTS[-1])
+    assert [f.check for f in verify(restored).findings] == ["restore_pending"]
+    done = reconcile(restored)
+    assert done.batches == [] and done.verified is not None and done.verified.ok
+    assert verify(restored).ok
+    assert run_local(restored, as_of=NIGHTS[-1]).entries == 0
 
     # A damaged copy (one byte changed) and a backup into a used folder are refused too.
     copy = tmp_path / "whole" / "warehouse.duckdb"

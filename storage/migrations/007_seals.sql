@@ -29,6 +29,16 @@ CREATE TABLE reconciled_batches (
     reconciled_at   TIMESTAMPTZ NOT NULL
 );
 
+-- A warehouse restored from a backup (`claims restore`) pays nothing until `claims reconcile`
+-- has taken back the batches issued after the backup and verify found nothing. Grain: one row
+-- per restore.
+CREATE TABLE restores (
+    restored_at        TIMESTAMPTZ NOT NULL,
+    backup_created_at  VARCHAR NOT NULL,
+    backup_last_seal   VARCHAR,
+    reconciled_at      TIMESTAMPTZ            -- NULL until reconcile and verify passed
+);
+
 -- Seal the runs committed before this migration, oldest first.
 INSERT INTO ledger_seals
 WITH RECURSIVE digests AS (
