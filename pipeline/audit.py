@@ -57,6 +57,13 @@ def verify(settings: Settings) -> Verified:
     with run_lock(settings.warehouse, settings.lock_timeout_s):
         disk = batches_on_disk(settings.outbox)
         with open_warehouse(settings.warehouse, read_only=True) as con:
+            pending = audit.pending_migrations(con)
+            if pending:
+                raise ConfigError(
+                    f"the warehouse predates this version of claims (migration(s) "
+                    f"{', '.join(f'{v:03d}' for v in pending)} not applied; verify reads only): "
+                    "`claims backup --to DIR` or the next run applies them, then verify"
+                )
             verified = _verify(con, disk)
             if audit.pending_restore(con):
                 verified.findings.append(

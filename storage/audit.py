@@ -23,6 +23,7 @@ from config.masking import mask_id
 from storage.adjudication import adjudicate
 from storage.seals import GENESIS, LINES
 from storage.sql import run_script
+from storage.warehouse import _migrations
 from transforms.money import fen_to_yuan
 
 # At most this many findings of one check are listed; the rest are counted.
@@ -498,6 +499,13 @@ def take_back(
     row = con.execute("SELECT count(*), coalesce(sum(amount_fen), 0) FROM taken").fetchone()
     n, fen = (int(row[0]), int(row[1])) if row else (0, 0)
     return TakenBack(list(batch_ids), n, fen), []
+
+
+def pending_migrations(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Migrations this code has that the warehouse file has not had yet (a read-only command
+    cannot apply them)."""
+    have = {int(r[0]) for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    return [version for version, _, _ in _migrations() if version not in have]
 
 
 def mark_restored(

@@ -616,3 +616,21 @@ def test_every_paying_command_refuses_a_warehouse_behind_its_outbox(
     assert ledger_by_key(settings) == ledger_by_key(landing.settings)
     paid_after, ids = paid_in_files(settings.outbox)
     assert paid_after == paid_before and max(ids.values()) == 1
+
+
+def test_verify_of_a_warehouse_older_than_the_code_is_bad_usage(
+    played: Played, tmp_path: Path
+) -> None:
+    """Verify reads only, so it cannot migrate: it says how to, exit 2."""
+    settings = copy_world(played.settings, tmp_path)
+    sql(settings, "DELETE FROM schema_migrations WHERE version = 7")
+    result = claims_cli(
+        "verify",
+        "--warehouse",
+        settings.warehouse,
+        "--outbox",
+        settings.outbox,
+        "--landing",
+        settings.landing,
+    )
+    assert result.exit_code == 2 and "007" in said(result), result.output
