@@ -31,7 +31,7 @@ SHOWN = 20
 
 RESTORE = (
     "someone changed the warehouse outside claims: do not run until it is explained; restore the "
-    "last good backup into a new file (`claims restore`), then `claims reconcile`"
+    "newest backup that verifies into a new file (`claims restore`), then `claims reconcile`"
 )
 
 
