@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 from rich.console import Console
@@ -281,6 +282,15 @@ def _demo_night(evidence: Evidence, root: Path, debug_logs: _Lines) -> None:
         "ORDER BY status, settlement_id LIMIT 5",
     ):
         _claims(evidence, "explain", "explain", "--stay", f"{hospital}/{settlement}", *paths)
+
+    # `claims verify` finds nothing after the demo's nights; with every instruction changed by
+    # hand, it names each member it finds (masked) and each batch file (issue 17).
+    assert _claims(evidence, "verify", "verify", *paths) == 0
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE payment_instructions SET amount_fen = amount_fen + 1")
+    con.close()
+    assert _claims(evidence, "verify (planted)", "verify", *paths) == 1
+    assert "member_identity: member " in evidence.texts["terminal: verify (planted)"]
 
     for report in sorted((outbox / "reports").glob("*.html")):
         evidence.add(f"report {report.name}", report.read_text(encoding="utf-8"))
