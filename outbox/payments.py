@@ -16,20 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 from pathlib import Path
 
+from storage.batches import PAYMENT_COLUMNS as COLUMNS
 from storage.batches import Instruction
 from transforms.money import fen_to_yuan
-
-COLUMNS = (
-    "instruction_id",
-    "batch_id",
-    "national_id",
-    "payee_name",
-    "payee_account",
-    "amount",
-    "currency",
-    "entry_count",
-    "created_at",
-)
 
 
 def batch_dir(outbox: Path, batch_id: str) -> Path:

@@ -21,6 +21,7 @@ import duckdb
 
 from config.masking import mask_id
 from storage.adjudication import adjudicate
+from storage.batches import PAYMENT_COLUMNS
 from storage.seals import GENESIS, LINES
 from storage.sql import run_script
 from storage.warehouse import _migrations
@@ -196,14 +197,8 @@ def _disk_tables(con: duckdb.DuckDBPyConnection, disk: Sequence[BatchOnDisk]) ->
         )
     if rows:
         con.executemany("INSERT INTO disk_batches VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE file_rows (
-            folder_batch_id VARCHAR, instruction_id VARCHAR, batch_id VARCHAR,
-            national_id VARCHAR, payee_name VARCHAR, payee_account VARCHAR, amount VARCHAR,
-            currency VARCHAR, entry_count VARCHAR, created_at VARCHAR)
-        """
-    )
+    columns = ", ".join(f"{c} VARCHAR" for c in ("folder_batch_id", *PAYMENT_COLUMNS))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE file_rows ({columns})")
     for b in disk:
         if b.csv_path is None:
             continue
@@ -212,7 +207,7 @@ def _disk_tables(con: duckdb.DuckDBPyConnection, disk: Sequence[BatchOnDisk]) ->
                 "INSERT INTO file_rows SELECT ?, * FROM read_csv(?, header = true, "
                 "all_varchar = true, auto_detect = false, strict_mode = true, quote = '\"', "
                 "escape = '\"', delim = ',', columns = {"
-                + ", ".join(f"'{c}': 'VARCHAR'" for c in _CSV_COLUMNS)
+                + ", ".join(f"'{c}': 'VARCHAR'" for c in PAYMENT_COLUMNS)
                 + "})",
                 [b.batch_id, str(b.csv_path)],
             )
@@ -221,17 +216,6 @@ def _disk_tables(con: duckdb.DuckDBPyConnection, disk: Sequence[BatchOnDisk]) ->
 
 
 _MANIFEST_KEYS = ("batch_id", "row_count", "amount_sum", "sha256", "seal")
-_CSV_COLUMNS = (
-    "instruction_id",
-    "batch_id",
-    "national_id",
-    "payee_name",
-    "payee_account",
-    "amount",
-    "currency",
-    "entry_count",
-    "created_at",
-)
 # A payment file's amount (yuan, exactly 2 decimals) as fen; NULL when it is not that.
 _AMOUNT = (
     "(CASE WHEN regexp_full_match({0}, '[0-9]+\\.[0-9]{{2}}') "

@@ -9,6 +9,19 @@ import duckdb
 
 from storage.warehouse import now
 
+# payouts.md: the columns of a batch's payments.csv, in order.
+PAYMENT_COLUMNS = (
+    "instruction_id",
+    "batch_id",
+    "national_id",
+    "payee_name",
+    "payee_account",
+    "amount",
+    "currency",
+    "entry_count",
+    "created_at",
+)
+
 
 @dataclass(frozen=True)
 class Instruction:
