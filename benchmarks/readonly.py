@@ -41,8 +41,14 @@ def build(root: Path) -> tuple[list[str], str, str]:
     from pipeline import backfill_local
 
     settings = Settings.build(root / "landing", root / "warehouse.duckdb", root / "outbox")
-    flags = ["--landing", str(settings.landing), "--warehouse", str(settings.warehouse),
-             "--outbox", str(settings.outbox)]  # fmt: skip
+    flags = [
+        "--landing",
+        str(settings.landing),
+        "--warehouse",
+        str(settings.warehouse),
+        "--outbox",
+        str(settings.outbox),
+    ]
     if not settings.warehouse.exists():
         start = date(2026, 3, 2)
         pop = synth.make_population(2_000, seed=3, as_of=start - timedelta(days=1))
@@ -51,8 +57,9 @@ def build(root: Path) -> tuple[list[str], str, str]:
         synth.write_snapshot(settings.landing, start - timedelta(days=1), pop.enrollments)
         for i in range(2):
             day = start + timedelta(days=i)
-            night = synth.make_stays(pop, hospitals, feed_date=day, n=300, seed=3,
-                                     bad_rate=0.5 if i else 0.01)  # fmt: skip
+            night = synth.make_stays(
+                pop, hospitals, feed_date=day, n=300, seed=3, bad_rate=0.5 if i else 0.01
+            )
             for source, rows in night.items():
                 synth.write_partition(settings.landing, day, source, rows)
         backfill_local(settings, start, start + timedelta(days=1))
@@ -78,8 +85,12 @@ def top_imports(
     from ``-X importtime``."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", CLI, *args],
-        cwd=source, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     costs = []
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or line.count("|") != 2:
@@ -123,15 +134,24 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "claims explain": [sys.executable, "-c", CLI, "explain", "--stay", stay, *flags],
     }
-    print(f"read-only commands, source {args.source}, {datetime.now(UTC):%Y-%m-%dT%H:%M}Z, "
-          f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(
+        f"read-only commands, source {args.source}, {datetime.now(UTC):%Y-%m-%dT%H:%M}Z, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     pycache = args.out / f"pycache-{abs(hash(str(args.source.resolve())))}"
     rows = []
-    for mode, env in (("bytecode cached", _env(args.source, pycache)),
-                      ("no bytecode", _env(args.source))):  # fmt: skip
+    for mode, env in (
+        ("bytecode cached", _env(args.source, pycache)),
+        ("no bytecode", _env(args.source)),
+    ):
         if mode == "bytecode cached":  # fill the cache once, unmeasured
-            subprocess.run(commands["claims status"], env=env, cwd=args.source,
-                           capture_output=True, check=False)  # fmt: skip
+            subprocess.run(
+                commands["claims status"],
+                env=env,
+                cwd=args.source,
+                capture_output=True,
+                check=False,
+            )
         for name, cmd in commands.items():
             walls = []
             for i in range(args.repeats):
@@ -140,18 +160,36 @@ def main(argv: list[str] | None = None) -> int:
                 assert sample.returncode in (0, 1), f"{name} failed: see {sample.log}"
                 walls.append(sample.wall_s)
             median = statistics.median(walls)
-            verdict = "" if name.startswith("python") else (
-                "met" if median <= TARGET_S else "MISSED")  # fmt: skip
-            rows.append({"command": name, "mode": mode, "median_s": round(median, 3),
-                         "runs_s": [round(w, 3) for w in walls], "target": verdict})  # fmt: skip
-            print(f"  {mode:<16} {name:<18} median {median:5.2f} s  runs "
-                  f"{', '.join(f'{w:.2f}' for w in walls)}"
-                  f"  {('≤ ' + str(TARGET_S) + ' s: ' + verdict) if verdict else ''}")  # fmt: skip
+            verdict = (
+                "" if name.startswith("python") else ("met" if median <= TARGET_S else "MISSED")
+            )
+            rows.append(
+                {
+                    "command": name,
+                    "mode": mode,
+                    "median_s": round(median, 3),
+                    "runs_s": [round(w, 3) for w in walls],
+                    "target": verdict,
+                }
+            )
+            print(
+                f"  {mode:<16} {name:<18} median {median:5.2f} s  runs "
+                f"{', '.join(f'{w:.2f}' for w in walls)}"
+                f"  {('≤ ' + str(TARGET_S) + ' s: ' + verdict) if verdict else ''}"
+            )
         total, imports = top_imports(args.source, ["status", *flags], env)
-        print(f"  {mode:<16} claims status imports {total:.2f} s; costliest (cumulative s): "
-              + ", ".join(f"{m} {s:.2f}" for m, s in imports))  # fmt: skip
-        rows.append({"command": "claims status imports", "mode": mode,
-                     "seconds": round(total, 3), "costliest": imports})  # fmt: skip
+        print(
+            f"  {mode:<16} claims status imports {total:.2f} s; costliest (cumulative s): "
+            + ", ".join(f"{m} {s:.2f}" for m, s in imports)
+        )
+        rows.append(
+            {
+                "command": "claims status imports",
+                "mode": mode,
+                "seconds": round(total, 3),
+                "costliest": imports,
+            }
+        )
     print("BENCH-RESULT " + json.dumps({"rows": rows, "load": os.getloadavg()[0]}))
     return 0
 

@@ -141,7 +141,7 @@ def prefect_trivial(args: argparse.Namespace) -> None:
 def prefect_tasks(args: argparse.Namespace) -> None:
     """Prefect's cost per task run, directly: a flow of N task runs that do nothing.
 
-    The tasks are declared like ``flows.nightly.backfill_date`` (no cache, no persisted result)
+    The tasks are declared like ``flows.nightly.backfill_chunk`` (no cache, no persisted result)
     and called the same way (directly, in order). In one process, after a first flow run has
     started the API server: (a flow of N task runs − an empty flow) / N is what each backfill
     task run costs in orchestration alone, without the noise of two long runs.
