@@ -183,7 +183,7 @@ def write_markdown(path: Path, record: dict[str, Any]) -> None:
         "beyond Prefect's start-up. Not judged: `run_local` also opens and closes the warehouse "
         "for every date where the flow keeps one session, so the difference holds more than "
         "Prefect. **Prefect per partition, direct** (judged): a flow of as many empty "
-        "task runs as feed dates, declared like `backfill_date` (`benchmarks/steps.py "
+        "task runs as feed dates, declared like `backfill_chunk` (`benchmarks/steps.py "
         "prefect-tasks`), less an empty flow, both timed in one process after the API server "
         "has started: the same cost per task run and per partition, without subtracting two "
         "long, noisy runs.",

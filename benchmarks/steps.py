@@ -66,6 +66,28 @@ def local_dates(args: argparse.Namespace) -> None:
     )
 
 
+def local_chunks(args: argparse.Namespace) -> None:
+    """``claims backfill --chunk-days N`` without Prefect: ``backfill_local``, one commit per
+    chunk on one warehouse connection."""
+    import pipeline
+    from outbox.report import write_report
+
+    settings = _settings(args)
+    first, last = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
+    t0 = time.perf_counter()
+    results = pipeline.backfill_local(settings, first, last, chunk_days=args.chunk_days)
+    if results:
+        write_report(settings.outbox, results, title=f"claims backfill {first} to {last}")
+    _emit(
+        inner_s=time.perf_counter() - t0,
+        chunks=len(results),
+        batches=sum(1 for r in results if r.batch_id),
+        partitions=sum(len(r.partitions.get("succeeded", [])) for r in results),
+        rows_read=sum(r.rows_read for r in results),
+        paid_fen=sum(r.paid_fen for r in results),
+    )
+
+
 def bare_load(args: argparse.Namespace) -> None:
     """The snapshot floor: the snapshot file into a table of a new DuckDB file."""
     import duckdb
@@ -119,7 +141,7 @@ def prefect_trivial(args: argparse.Namespace) -> None:
 def prefect_tasks(args: argparse.Namespace) -> None:
     """Prefect's cost per task run, directly: a flow of N task runs that do nothing.
 
-    The tasks are declared like ``flows.nightly.backfill_date`` (no cache, no persisted result)
+    The tasks are declared like ``flows.nightly.backfill_chunk`` (no cache, no persisted result)
     and called the same way (directly, in order). In one process, after a first flow run has
     started the API server: (a flow of N task runs − an empty flow) / N is what each backfill
     task run costs in orchestration alone, without the noise of two long runs.
@@ -184,6 +206,13 @@ def main() -> None:
         else:
             p.add_argument("--from", dest="date_from", type=_day, required=True)
             p.add_argument("--to", dest="date_to", type=_day, required=True)
+    p = sub.add_parser("local-chunks")
+    p.set_defaults(fn=local_chunks)
+    for flag in ("--landing", "--warehouse", "--outbox"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--from", dest="date_from", type=_day, required=True)
+    p.add_argument("--to", dest="date_to", type=_day, required=True)
+    p.add_argument("--chunk-days", type=int, default=31)
     p = sub.add_parser("bare-load")
     p.set_defaults(fn=bare_load)
     p.add_argument("--file", required=True)

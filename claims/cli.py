@@ -153,21 +153,33 @@ def rerun(
 def backfill(
     from_: Annotated[str, typer.Option("--from", help="First feed date YYYY-MM-DD.")],
     to: Annotated[str, typer.Option("--to", help="Last feed date YYYY-MM-DD.")],
+    chunk_days: Annotated[
+        int,
+        typer.Option(
+            "--chunk-days",
+            help="Commit up to N consecutive feed dates together (one transaction and one "
+            "payment batch each); 1 commits each date on its own.",
+        ),
+    ] = 31,
     landing: Landing = None,
     warehouse: Warehouse = None,
     outbox: Outbox = None,
     staging: Staging = None,
 ) -> None:
-    """`run` restricted to feed dates in [from, to], in date order, one commit per date."""
+    """`run` restricted to feed dates in [from, to], in date order, in chunks of dates."""
     with exit_codes():
         first, last = parse_day(from_, "--from"), parse_day(to, "--to")
         assert first is not None and last is not None
         if first > last:
             raise ConfigError("--from must not be after --to")
+        if chunk_days < 1:
+            raise ConfigError("--chunk-days must be at least 1")
         settings = settings_from(landing, warehouse, outbox, staging)
         with one_run(settings):
             backfill_flow = _flows().backfill
-            results = backfill_flow(date_from=first, date_to=last, **flow_paths(settings))
+            results = backfill_flow(
+                date_from=first, date_to=last, chunk_days=chunk_days, **flow_paths(settings)
+            )
     if not results:
         options.console.print("No partitions with feed dates in that range.")
     _finish(results)

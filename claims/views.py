@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
-import polars as pl
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -15,7 +16,7 @@ from rich.table import Table
 from config.masking import mask_account, mask_id, mask_name, scrub
 from config.settings import ConfigError, Settings
 from storage import queries
-from transforms.money import fen_to_yuan
+from transforms.yuan import fen_to_yuan
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -53,7 +54,7 @@ def print_status(console: Console, settings: Settings, day: date | None) -> bool
     for col in ("rows", "quarantined", "attempts"):
         table.add_column(col, justify="right")
     errors = []
-    for r in runs.iter_rows(named=True):
+    for r in runs:
         status = r["status"]
         style = _STATUS_STYLE.get(status, "")
         shown = f"[{style}]{status}[/{style}]" if style else status
@@ -73,14 +74,14 @@ def print_status(console: Console, settings: Settings, day: date | None) -> bool
     # Errors under the table, one a line: long reasons stay readable on a narrow terminal.
     for partition_key, error in errors:
         console.print(f"  [bold]{escape(partition_key)}[/bold]: {escape(error)}", highlight=False)
-    counts = runs.group_by("status").len().sort("status").rows()
+    counts = sorted(Counter(r["status"] for r in runs).items())
     console.print("  ".join(f"{s}: {n}" for s, n in counts) or "no partitions yet")
     last = queries.last_runs(settings.warehouse)
-    if last.height:
+    if last:
         t = Table(title="Last runs")
         for col in ("run", "command", "date", "started", "status", "batch"):
             t.add_column(col)
-        for r in last.iter_rows(named=True):
+        for r in last:
             t.add_row(
                 r["run_id"],
                 r["command"],
@@ -90,14 +91,14 @@ def print_status(console: Console, settings: Settings, day: date | None) -> bool
                 r["batch_id"] or "",
             )
         console.print(t)
-    failed = runs.filter(pl.col("status") == "failed")
-    if failed.height:
+    failed = sum(1 for r in runs if r["status"] == "failed")
+    if failed:
         console.print(
-            f"[bold red]{failed.height} partition(s) failed.[/bold red] See why with "
+            f"[bold red]{failed} partition(s) failed.[/bold red] See why with "
             "`claims quarantine --partition KEY`; fix or re-request the data, then "
             "`claims rerun --partition KEY` (or `claims rerun --failed`)."
         )
-    return bool(failed.height)
+    return bool(failed)
 
 
 def mask_raw(raw: str) -> str:
@@ -130,32 +131,39 @@ def print_quarantine(
     if _no_warehouse(settings):
         raise ConfigError(f"no warehouse at {settings.warehouse}: run `claims run` first")
     state = queries.partition_state(settings.warehouse, partition)
-    if state.height == 0:
+    if not state:
         raise ConfigError(f"the warehouse knows no partition {partition}")
-    s = state.row(0, named=True)
+    s = state[0]
     console.print(
         f"{partition}: {s['status']}, {s['rows_read']} rows read, "
         f"{s['rows_quarantined']} quarantined"
         + (f"\n  error: {scrub(s['error'])}" if s["error"] else "")
     )
     rows = queries.quarantine_rows(settings.warehouse, partition)
-    if rows.height == 0:
+    if not rows:
         console.print("No quarantined rows.")
         return
-    by_rule = rows.group_by("rule").len().sort(["len", "rule"], descending=[True, False])
-    console.print("  ".join(f"{rule}: {n}" for rule, n in by_rule.rows()))
-    table = Table(title=f"Quarantined rows (first {min(limit, rows.height)} of {rows.height})")
+    # Most frequent rule first; rules with equal counts in name order (a stable story).
+    by_rule = sorted(Counter(r["rule"] for r in rows).items(), key=lambda kv: (-kv[1], kv[0]))
+    console.print("  ".join(f"{rule}: {n}" for rule, n in by_rule))
+    table = Table(title=f"Quarantined rows (first {min(limit, len(rows))} of {len(rows)})")
     for col in ("row", "rule", "message", "raw (masked)"):
         table.add_column(col, overflow="fold")
-    for r in rows.head(limit).iter_rows(named=True):
+    for r in rows[: max(limit, 0)]:
         shown = mask_raw(r["raw"])
         if len(shown) > 160:
             shown = shown[:157] + "…"
         table.add_row(str(r["row_number"]), r["rule"], scrub(r["message"] or ""), shown)
     console.print(table)
     if output is not None:
-        rows.insert_column(0, pl.lit(partition).alias("partition_key")).write_csv(output)
-        console.print(f"All {rows.height} rows, unmasked, written to {output}")
+        with open(output, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["partition_key", "row_number", "rule", "message", "raw"])
+            for r in rows:
+                writer.writerow(
+                    [partition, r["row_number"], r["rule"], r["message"] or "", r["raw"] or ""]
+                )
+        console.print(f"All {len(rows)} rows, unmasked, written to {output}")
 
 
 def print_explanation(console: Console, settings: Settings, stay: str) -> None:
@@ -166,33 +174,33 @@ def print_explanation(console: Console, settings: Settings, stay: str) -> None:
     if _no_warehouse(settings):
         raise ConfigError(f"no warehouse at {settings.warehouse}: run `claims run` first")
     parts = queries.stay_explanation(settings.warehouse, hospital, settlement)
-    if parts["outcome"].height == 0:
+    if not parts["outcome"]:
         raise ConfigError(f"no stay {stay} in the warehouse")
-    o = parts["outcome"].row(0, named=True)
+    o = parts["outcome"][0]
     console.print(
         f"[bold]Stay {stay}[/bold]: current version {o['current_version']}, "
         f"status [bold]{o['status']}[/bold]" + (f" ({o['reason']})" if o["reason"] else "")
     )
     if o["national_id"]:
         console.print(f"  matched to {mask_id(o['national_id'])} by {o['match_method']}")
-    if parts["stay"].height:
-        s = parts["stay"].row(0, named=True)
+    if parts["stay"]:
+        s = parts["stay"][0]
         los = max(1, (s["discharge_date"] - s["admission_date"]).days)
         console.print(
             f"  admitted {s['admission_date']}, discharged {s['discharge_date']} "
             f"({los} day(s)), self-pay in scope {fen_to_yuan(s['self_pay_in_scope_fen'])} CNY"
         )
     versions = parts["versions"]
-    if versions.height:
+    if versions:
         console.print(
             "  records received: "
             + "; ".join(
                 f"v{r['version']} {r['record_type']} in {r['partition_key']} row {r['row_number']}"
-                for r in versions.iter_rows(named=True)
+                for r in versions
             )
         )
     plans = parts["plans"]
-    if plans.height:
+    if plans:
         t = Table(title="Covering plans, in priority order")
         for col in (
             "plan",
@@ -211,7 +219,7 @@ def print_explanation(console: Console, settings: Settings, stay: str) -> None:
             "paid",
         ):
             t.add_column(col, justify="right")
-        for r in plans.iter_rows(named=True):
+        for r in plans:
             t.add_row(
                 r["plan_code"],
                 f"from {r['rule_year']}",
@@ -232,11 +240,11 @@ def print_explanation(console: Console, settings: Settings, stay: str) -> None:
     elif o["status"] in ("not_covered",):
         console.print("  no plan covers the admission date (enrolment, chain and waiting period)")
     ledger = parts["ledger"]
-    if ledger.height:
+    if ledger:
         t = Table(title="Ledger entries")
         for col in ("entry", "run", "version", "plan", "member", "amount", "reason"):
             t.add_column(col)
-        for r in ledger.iter_rows(named=True):
+        for r in ledger:
             t.add_row(
                 r["entry_id"],
                 r["run_id"],

@@ -349,11 +349,13 @@ def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipelin
     return validated
 
 
-@task(task_run_name="feed_date={day}", cache_policy=NO_CACHE, persist_result=False)
+@task(task_run_name="{chunk.label}", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
-def backfill_date(settings: Settings, day: date) -> CommitResult:
-    """One feed date of a backfill: plan, validate its partitions, commit, issue."""
-    plan = pipeline.plan_run(settings, command="backfill", as_of=day, feed_dates=(day, day))
+def backfill_chunk(settings: Settings, chunk: pipeline.Chunk) -> CommitResult:
+    """One chunk of a backfill's feed dates: plan, validate its partitions, one commit, issue."""
+    plan = pipeline.plan_run(
+        settings, command="backfill", as_of=chunk.last, feed_dates=(chunk.first, chunk.last)
+    )
     result = pipeline.commit(settings, plan, _validate_inline(settings, plan))
     pipeline.issue(settings)
     pipeline.cleanup(plan)
@@ -373,11 +375,13 @@ def backfill(
     warehouse: str | None = None,
     outbox: str | None = None,
     staging: str | None = None,
+    chunk_days: int = pipeline.DEFAULT_CHUNK_DAYS,
 ) -> list[CommitResult]:
-    """``claims backfill``: feed dates in order, one commit per date, resumable after a kill.
+    """``claims backfill``: feed dates in order, one commit per chunk of up to ``chunk_days``
+    dates (one task run each), resumable after a kill.
 
-    A date already committed is skipped by its partitions' content hashes, so re-running the
-    same range after a kill posts only what the killed run had not committed.
+    A partition already committed is skipped by its content hash, so re-running the same range
+    after a kill posts only what the killed run had not committed.
     """
     settings = _settings(landing, warehouse, outbox, staging)
     first, last = _as_date(date_from), _as_date(date_to)
@@ -389,15 +393,15 @@ def backfill(
         run_lock(settings.warehouse, settings.lock_timeout_s),
         warehouse_session(settings.warehouse),
     ):
-        days = pipeline.feed_dates_between(settings, first, last)
-        with progress("backfill dates", len(days)) as advance:
-            for day in days:
-                results.append(backfill_date(settings, day))
+        chunks = pipeline.backfill_chunks(settings, first, last, int(chunk_days))
+        with progress("backfill chunks", len(chunks)) as advance:
+            for chunk in chunks:
+                results.append(backfill_chunk(settings, chunk))
                 advance()
         if results:
             report(settings, results, title=f"claims backfill {first} to {last}")
     logger.info(
-        "backfill %s to %s: %d date(s), %d failed partition(s)",
+        "backfill %s to %s: %d chunk(s), %d failed partition(s)",
         first,
         last,
         len(results),

@@ -6,11 +6,13 @@ from datetime import date
 
 from config.settings import Settings
 from outbox.summary import CommitResult
+from pipeline.backfill import DEFAULT_CHUNK_DAYS, backfill_chunks
 from pipeline.pay import issue
 from pipeline.plan import cleanup, plan_run
 from pipeline.validate import validate_partition, validate_snapshot
 from pipeline.write import commit
 from storage.lock import run_lock
+from storage.warehouse import warehouse_session
 
 
 def run_local(
@@ -51,3 +53,26 @@ def run_local(
         issue(settings)
         cleanup(plan)
         return result
+
+
+def backfill_local(
+    settings: Settings, first: date, last: date, *, chunk_days: int = DEFAULT_CHUNK_DAYS
+) -> list[CommitResult]:
+    """``claims backfill`` without Prefect: one ``run_local`` per chunk of feed dates, on one
+    warehouse connection, as the backfill flow does (one task run per chunk)."""
+    chunks = backfill_chunks(settings, first, last, chunk_days)
+    results = []
+    with (
+        run_lock(settings.warehouse, settings.lock_timeout_s),
+        warehouse_session(settings.warehouse),
+    ):
+        for chunk in chunks:
+            results.append(
+                run_local(
+                    settings,
+                    command="backfill",
+                    as_of=chunk.last,
+                    feed_dates=(chunk.first, chunk.last),
+                )
+            )
+    return results

@@ -17,16 +17,16 @@ from storage.sql import run_script
 # Why an entry moves money, judged against what was posted and computed before.
 POST_SQL = """
 CREATE OR REPLACE TEMP TABLE new_entries AS
-WITH keys AS (
-    SELECT hospital_code, settlement_id, plan_code, national_id FROM new_targets
-    UNION
-    SELECT hospital_code, settlement_id, plan_code, national_id
-    FROM ledger_entries SEMI JOIN calc_keys USING (hospital_code, settlement_id)
-), posted AS (
+WITH posted AS (
+    -- one pass over the ledger: what each key of the recomputed stays has been posted so far
     SELECT hospital_code, settlement_id, plan_code, national_id,
            sum(amount_fen) AS posted_fen, arg_max(version, posted_at) AS last_version
     FROM ledger_entries SEMI JOIN calc_keys USING (hospital_code, settlement_id)
     GROUP BY ALL
+), keys AS (
+    SELECT hospital_code, settlement_id, plan_code, national_id FROM new_targets
+    UNION
+    SELECT hospital_code, settlement_id, plan_code, national_id FROM posted
 ), deltas AS (
     SELECT k.*, coalesce(t.target_fen, 0) - coalesce(p.posted_fen, 0) AS amount_fen,
         coalesce(s.current_version, p.last_version) AS version,
@@ -57,14 +57,16 @@ FROM new_entries
 """
 
 # payouts.md, *Payment instructions*: net this run's entries against what the member owes.
+# This run's entries are exactly ``new_entries`` (all inserted, under this run's id): summed
+# there, the night reads none of the ledger's history to pay.
 INSTRUCTIONS_SQL = """
 CREATE OR REPLACE TEMP TABLE member_net AS
 SELECT r.national_id, r.entry_count,
        r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
        m.member_name, m.payee_account
 FROM (
-    SELECT national_id, sum(amount_fen) AS run_fen, count(*) AS entry_count
-    FROM ledger_entries WHERE run_id = $run_id GROUP BY ALL
+    SELECT national_id, sum(amount_fen)::BIGINT AS run_fen, count(*) AS entry_count
+    FROM new_entries GROUP BY ALL
 ) r
 LEFT JOIN recovery_balances b USING (national_id)
 LEFT JOIN members m USING (national_id);
@@ -119,9 +121,8 @@ def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: date
         SELECT count(*),
                coalesce(sum(amount_fen) FILTER (WHERE amount_fen > 0), 0),
                coalesce(-sum(amount_fen) FILTER (WHERE amount_fen < 0), 0)
-        FROM ledger_entries WHERE run_id = ?
-        """,
-        [run_id],
+        FROM new_entries
+        """
     ).fetchone()
     entries, paid, recovered = (int(money[0]), int(money[1]), int(money[2])) if money else (0, 0, 0)
     return Posted(

@@ -1,22 +1,34 @@
-"""Read-only questions the command line asks the warehouse (status, quarantine, explain)."""
+"""Read-only questions the command line asks the warehouse (status, quarantine, explain).
+
+Answers are plain rows (a dict per row), not frames: a read-only command answers without
+loading polars (or pyarrow), which costs more than the query.
+"""
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
-import polars as pl
 
 from storage.lock import is_locked
-from storage.sql import frame
 from storage.warehouse import WarehouseBusy, open_warehouse
 
+Rows = list[dict[str, Any]]
 
-def _read(path: Path, sql: str, params: list[object] | None = None) -> pl.DataFrame:
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Rows:
+    """A query's rows, each a dict by column name."""
+    result = con.execute(sql, params or [])
+    names = [d[0] for d in result.description or []]
+    return [dict(zip(names, r, strict=True)) for r in result.fetchall()]
+
+
+def _read(path: Path, sql: str, params: list[object] | None = None) -> Rows:
     try:
         with open_warehouse(path, read_only=True) as con:
-            return frame(con, sql, params)
+            return rows(con, sql, params)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower() or is_locked(path):
             raise WarehouseBusy(
@@ -25,7 +37,7 @@ def _read(path: Path, sql: str, params: list[object] | None = None) -> pl.DataFr
         raise
 
 
-def partition_runs(path: Path, day: date | None = None) -> pl.DataFrame:
+def partition_runs(path: Path, day: date | None = None) -> Rows:
     """The partition table, optionally for one date."""
     sql = """
         SELECT r.kind, r.partition_key, r.status, r.rows_read, r.rows_quarantined, r.error,
@@ -37,7 +49,7 @@ def partition_runs(path: Path, day: date | None = None) -> pl.DataFrame:
     return _read(path, sql + " WHERE s.day = ? ORDER BY r.kind, r.partition_key", [day])
 
 
-def last_runs(path: Path, limit: int = 5) -> pl.DataFrame:
+def last_runs(path: Path, limit: int = 5) -> Rows:
     return _read(
         path,
         "SELECT run_id, command, as_of_date, started_at, finished_at, status, batch_id "
@@ -46,7 +58,7 @@ def last_runs(path: Path, limit: int = 5) -> pl.DataFrame:
     )
 
 
-def quarantine_rows(path: Path, partition_key: str) -> pl.DataFrame:
+def quarantine_rows(path: Path, partition_key: str) -> Rows:
     return _read(
         path,
         "SELECT row_number, rule, message, raw FROM quarantine_rows "
@@ -55,27 +67,27 @@ def quarantine_rows(path: Path, partition_key: str) -> pl.DataFrame:
     )
 
 
-def partition_state(path: Path, partition_key: str) -> pl.DataFrame:
+def partition_state(path: Path, partition_key: str) -> Rows:
     return _read(path, "SELECT * FROM partition_runs WHERE partition_key = ?", [partition_key])
 
 
-def stay_explanation(path: Path, hospital_code: str, settlement_id: str) -> dict[str, pl.DataFrame]:
-    """Everything that explains one stay's money, one frame per part."""
+def stay_explanation(path: Path, hospital_code: str, settlement_id: str) -> dict[str, Rows]:
+    """Everything that explains one stay's money, the rows of each part."""
     key = [hospital_code, settlement_id]
     where = "WHERE hospital_code = ? AND settlement_id = ?"
     with open_warehouse(path, read_only=True) as con:
         return {
-            "outcome": frame(con, f"SELECT * FROM claim_outcomes {where}", key),
-            "stay": frame(con, f"SELECT * FROM stays {where}", key),
-            "versions": frame(
+            "outcome": rows(con, f"SELECT * FROM claim_outcomes {where}", key),
+            "stay": rows(con, f"SELECT * FROM stays {where}", key),
+            "versions": rows(
                 con,
                 "SELECT version, record_type, partition_key, row_number, total_cost_fen, "
                 "self_pay_in_scope_fen, admission_date, discharge_date "
                 f"FROM discharge_rows {where} ORDER BY version, feed_date, source, row_number",
                 key,
             ),
-            "plans": frame(con, f"SELECT * FROM stay_plan_targets {where} ORDER BY priority", key),
-            "ledger": frame(
+            "plans": rows(con, f"SELECT * FROM stay_plan_targets {where} ORDER BY priority", key),
+            "ledger": rows(
                 con,
                 "SELECT entry_id, run_id, version, plan_code, national_id, amount_fen, reason, "
                 f"posted_at FROM ledger_entries {where} ORDER BY posted_at, entry_id",

@@ -77,6 +77,24 @@ USAGE_ERRORS = {
     "backfill: from after to": ["backfill", "--from", "2026-03-04", "--to", "2026-03-02"],
     "backfill: not a date": ["backfill", "--from", "yesterday", "--to", "2026-03-02"],
     "backfill: no --from": ["backfill", "--to", "2026-03-02"],
+    "backfill: chunk of 0 days": [
+        "backfill",
+        "--from",
+        "2026-03-02",
+        "--to",
+        "2026-03-03",
+        "--chunk-days",
+        "0",
+    ],
+    "backfill: chunk not a number": [
+        "backfill",
+        "--from",
+        "2026-03-02",
+        "--to",
+        "2026-03-03",
+        "--chunk-days",
+        "a",
+    ],
     "status: not a date": ["status", "--date", "03/02/2026"],
     "quarantine: a path": ["quarantine", "--partition", "../etc"],
     "quarantine: no warehouse yet": ["quarantine", "--partition", key(START, "SHYB")],
@@ -268,7 +286,8 @@ def test_backfill_commits_once_per_date_and_resumes(
     first, last = landing.feed_dates[0], landing.feed_dates[-1]
     warehouse = landing.settings.warehouse
 
-    result = claims("backfill", "--from", first, "--to", last, *landing.cli_paths())
+    once = ("--chunk-days", 1)
+    result = claims("backfill", "--from", first, "--to", last, *once, *landing.cli_paths())
     assert result.exit_code == 0, result.output
     runs = query(warehouse, "SELECT command, as_of_date, batch_id FROM runs ORDER BY as_of_date")
     assert [(c, d) for c, d, _ in runs] == [("backfill", d) for d in landing.feed_dates]
@@ -295,6 +314,34 @@ def test_backfill_commits_once_per_date_and_resumes(
         *landing.cli_paths(),
     )
     assert empty.exit_code == 0 and "No partitions" in empty.output
+
+
+@pytest.mark.e2e
+def test_backfill_commits_a_chunk_of_dates_at_once(
+    claims: Invoke, tmp_path: Path, prefect_harness: None
+) -> None:
+    """The default chunk (31 days) takes three dates in one commit and one payment batch, and
+    ends with the ledger that one commit per date gives (tests/test_backfill_chunks.py plays
+    random chunkings and kills)."""
+    landing = build_landing(tmp_path / "chunked", nights=3, failing_night=None, sources=("SHYB",))
+    by_date = build_landing(tmp_path / "by-date", nights=3, failing_night=None, sources=("SHYB",))
+    first, last = landing.feed_dates[0], landing.feed_dates[-1]
+    result = claims("backfill", "--from", first, "--to", last, *landing.cli_paths())
+    assert result.exit_code == 0, result.output
+    runs = query(landing.settings.warehouse, "SELECT command, as_of_date, batch_id FROM runs")
+    assert [(c, d) for c, d, _ in runs] == [("backfill", last)] and runs[0][2]
+    assert len(list((landing.settings.outbox / "payments").iterdir())) == 1
+    assert set(partition_status(landing.settings.warehouse).values()) == {"succeeded"}
+    per_date = claims(
+        "backfill", "--from", first, "--to", last, "--chunk-days", 1, *by_date.cli_paths()
+    )
+    assert per_date.exit_code == 0, per_date.output
+    ledger = (
+        "SELECT hospital_code, settlement_id, plan_code, national_id, sum(amount_fen) "
+        "FROM ledger_entries GROUP BY ALL HAVING sum(amount_fen) <> 0 ORDER BY ALL"
+    )
+    chunked = query(landing.settings.warehouse, ledger)
+    assert chunked and chunked == query(by_date.settings.warehouse, ledger)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -225,7 +225,7 @@ import json, os, shutil, sys, time
 from datetime import date
 from pathlib import Path
 from config.settings import Settings
-from pipeline import feed_dates_between, run_local
+from pipeline import backfill_local, run_local
 
 spec = json.loads(sys.argv[1])
 settings = Settings.build(Path(spec["landing"]), Path(spec["warehouse"]), Path(spec["outbox"]))
@@ -238,10 +238,11 @@ for n, step in enumerate(spec["steps"]):
         os.environ["CLAIMS_FAULT"] = spec["fault"]
         os.environ["CLAIMS_FAULT_SKIP"] = str(spec.get("fault_skip") or 0)
     if step["op"] == "backfill":
-        # What flows/nightly.py's backfill does: one commit per feed date, in date order.
+        # What flows/nightly.py's backfill does: one commit per chunk of feed dates, in order.
         first, last = date.fromisoformat(step["from"]), date.fromisoformat(step["to"])
-        for day in feed_dates_between(settings, first, last):
-            result = run_local(settings, command="backfill", as_of=day, feed_dates=(day, day))
+        result = backfill_local(
+            settings, first, last, chunk_days=step.get("chunk_days", 31)
+        )[-1]
     else:
         result = run_local(
             settings,
@@ -776,11 +777,16 @@ def test_crash_before_and_after_the_commit(short_reference: Reference, tmp_path:
 def test_backfill_killed_on_its_third_date_resumes(
     point: str, reference: Reference, tmp_path: Path
 ) -> None:
-    """``claims backfill`` commits once per feed date: killed on the third date (the fault
-    passes twice first, CLAIMS_FAULT_SKIP=2), the same backfill again finishes the job and ends
-    where an uninterrupted backfill ends."""
+    """``claims backfill --chunk-days 1`` commits once per feed date: killed on the third date
+    (the fault passes twice first, CLAIMS_FAULT_SKIP=2), the same backfill again finishes the
+    job and ends where an uninterrupted backfill ends (chunks: tests/test_backfill_chunks.py)."""
     deliveries = [s for s in reference.steps if s["op"] == "deliver"]
-    backfill = {"op": "backfill", "from": NIGHTS[0].isoformat(), "to": NIGHTS[-1].isoformat()}
+    backfill = {
+        "op": "backfill",
+        "from": NIGHTS[0].isoformat(),
+        "to": NIGHTS[-1].isoformat(),
+        "chunk_days": 1,
+    }
     steps = [*deliveries, backfill]
 
     alone = Place(tmp_path / "alone")

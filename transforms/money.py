@@ -11,6 +11,9 @@ from __future__ import annotations
 import polars as pl
 
 from schemas.notation import DECIMAL_RE, too_large, too_many_places
+from transforms.yuan import fen_to_yuan
+
+__all__ = ["fen_to_yuan", "to_fen"]
 
 
 def to_fen(text: pl.Expr) -> pl.Expr:
@@ -26,14 +29,3 @@ def to_fen(text: pl.Expr) -> pl.Expr:
     return (
         pl.when(ok).then(pl.when(negative).then(-fen).otherwise(fen)).alias(text.meta.output_name())
     )
-
-
-def fen_to_yuan(fen: int) -> str:
-    """Integer fen as yuan text with exactly 2 decimals, for payment files and reports.
-
-    >>> fen_to_yuan(123456), fen_to_yuan(-5), fen_to_yuan(0)
-    ('1234.56', '-0.05', '0.00')
-    """
-    sign = "-" if fen < 0 else ""
-    whole, part = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{part:02d}"

@@ -1,0 +1,92 @@
+"""Read-only commands start light (issue 16: `status`, `quarantine`, `explain` answer fast).
+
+Behaviour, not timing (timing is `python -m benchmarks.readonly`): in a fresh process, each
+read-only command runs to its answer without importing Prefect, pandera, the synthetic data
+generator, polars or pyarrow. A heavy import at the top of a command module breaks this test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_flows import build_landing, query
+
+from pipeline import run_local
+
+PROJECT = Path(__file__).resolve().parent.parent
+PYTHON = PROJECT / ".venv" / "bin" / "python"
+HEAVY = ("prefect", "pandera", "synth", "polars", "pyarrow", "flows", "distributed", "dask")
+
+PROBE = """
+import json, sys
+from claims.cli import main
+args, heavy_names = json.loads(sys.argv[1]), set(json.loads(sys.argv[2]))
+sys.argv = ["claims", *args]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted({m.split(".")[0] for m in sys.modules} & heavy_names)
+print("PROBE", json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], str, str]:
+    """A small warehouse after two nights (one partition failed), its paths, a failed
+    partition and a paid stay."""
+    landing = build_landing(tmp_path_factory.mktemp("startup"))
+    run_local(landing.settings, as_of=landing.feed_dates[-1])
+    stay = query(
+        landing.settings.warehouse,
+        "SELECT hospital_code || '/' || settlement_id FROM claim_outcomes "
+        "WHERE status = 'paid' LIMIT 1",
+    )[0][0]
+    assert landing.failing is not None
+    return [str(a) for a in landing.cli_paths()], landing.failing, stay
+
+
+def probe(args: list[str]) -> dict[str, object]:
+    done = subprocess.run(
+        [str(PYTHON), "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = [x for x in done.stdout.splitlines() if x.startswith("PROBE ")]
+    assert line, done.stderr[-2000:]
+    result: dict[str, object] = json.loads(line[-1].removeprefix("PROBE "))
+    return result
+
+
+@pytest.mark.parametrize("command", ["status", "quarantine", "explain", "bad usage"])
+def test_read_only_commands_do_not_import_the_heavy_modules(
+    warehouse: tuple[list[str], str, str], command: str
+) -> None:
+    paths, failed, stay = warehouse
+    args = {
+        "status": ["status", *paths],
+        "quarantine": ["quarantine", "--partition", failed, *paths],
+        "explain": ["explain", "--stay", stay, *paths],
+        "bad usage": [
+            "backfill",
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-03",
+            "--chunk-days",
+            "0",
+            *paths,
+        ],
+    }[command]
+    result = probe(args)
+    # The command did its work (status: 1, a partition failed; bad usage: 2) ...
+    assert result["code"] == {"status": 1, "bad usage": 2}.get(command, 0), result
+    # ... without loading what only a run needs.
+    assert result["heavy"] == [], result
