@@ -25,10 +25,12 @@ from claims.options import (
     Staging,
     TaskRunner,
     Warehouse,
+    existing_warehouse,
     exit_codes,
     flow_paths,
     one_run,
     parse_day,
+    ready_to_run,
     settings_from,
 )
 from config.settings import ConfigError, Settings
@@ -75,6 +77,31 @@ def _flows() -> ModuleType:
     return flows.nightly
 
 
+def _run_nightly(settings: Settings, **parameters: object) -> CommitResult:
+    """The nightly flow, here, under the run lock; with a Prefect server configured, a run
+    refused by the lock leaves a flow run there saying so."""
+    from pipeline.guard import check_pairing
+    from storage.warehouse import WarehouseBusy
+
+    try:
+        with one_run(settings):
+            check_pairing(settings)  # before Prefect starts: a wrong pair is refused at once
+            flows = _flows()
+            return flows.run_nightly(
+                flows.nightly_for(settings), **parameters, **flow_paths(settings)
+            )
+    except WarehouseBusy as exc:
+        if os.environ.get("PREFECT_API_URL"):
+            _flows().record_refused(parameters, str(exc))
+        raise
+
+
+def pipeline_guard() -> ModuleType:
+    import pipeline.guard
+
+    return pipeline.guard
+
+
 def _finish(results: list[CommitResult], report: bool = True) -> None:
     from rich.markdown import Markdown
 
@@ -102,10 +129,9 @@ def run(
     with exit_codes():
         settings = settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
         day = parse_day(date_) or yesterday_in_shanghai()
-        with one_run(settings):
-            nightly = _flows().nightly_for(settings)
-            # A flow that fails for a known reason (busy, bad usage) re-raises it here.
-            result = nightly(as_of=day, command="run", **flow_paths(settings))
+        ready_to_run(settings)
+        # A flow that fails for a known reason (busy, bad usage) re-raises it here.
+        result = _run_nightly(settings, as_of=day, command="run")
     _finish([result])
 
 
@@ -135,18 +161,32 @@ def rerun(
         from config.dates import yesterday_in_shanghai
 
         keys = list(dict.fromkeys(partition or []))
+        ready_to_run(settings)
         _check_ready(settings, keys)
+        if failed and _nothing_failed(settings):
+            options.console.print("Nothing failed: there is nothing to re-run.")
+            raise typer.Exit(EXIT_OK)
         as_of = max([parse_discharge_key(k)[0] for k in keys], default=yesterday_in_shanghai())
-        with one_run(settings):
-            nightly = _flows().nightly_for(settings)
-            result = nightly(
-                as_of=as_of,
-                command="rerun",
-                rerun_keys=keys or None,
-                rerun_failed=failed,
-                **flow_paths(settings),
-            )
+        result = _run_nightly(
+            settings,
+            as_of=as_of,
+            command="rerun",
+            rerun_keys=keys or None,
+            rerun_failed=failed,
+        )
     _finish([result])
+
+
+def _nothing_failed(settings: Settings) -> bool:
+    """Whether the warehouse shows no failed partition (read before Prefect starts); a busy
+    warehouse is left for the run to wait for."""
+    from storage.queries import partition_runs
+    from storage.warehouse import WarehouseBusy
+
+    try:
+        return "failed" not in set(partition_runs(settings.warehouse).get_column("status"))
+    except WarehouseBusy:
+        return False
 
 
 @app.command()
@@ -158,14 +198,15 @@ def backfill(
     outbox: Outbox = None,
     staging: Staging = None,
 ) -> None:
-    """`run` restricted to feed dates in [from, to], in date order, one commit per date."""
+    """`run` restricted to feed dates from --from to --to, in date order, one commit per date."""
     with exit_codes():
         first, last = parse_day(from_, "--from"), parse_day(to, "--to")
         assert first is not None and last is not None
         if first > last:
             raise ConfigError("--from must not be after --to")
-        settings = settings_from(landing, warehouse, outbox, staging)
+        settings = ready_to_run(settings_from(landing, warehouse, outbox, staging))
         with one_run(settings):
+            pipeline_guard().check_pairing(settings)
             backfill_flow = _flows().backfill
             results = backfill_flow(date_from=first, date_to=last, **flow_paths(settings))
     if not results:
@@ -184,7 +225,7 @@ def status(
     from claims import views
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox)
+        settings = existing_warehouse(settings_from(landing, warehouse, outbox))
         failed = views.print_status(options.console, settings, parse_day(date_))
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -207,7 +248,7 @@ def quarantine(
     from claims import views
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox)
+        settings = existing_warehouse(settings_from(landing, warehouse, outbox))
         views.print_quarantine(options.console, settings, partition, limit=limit, output=output)
 
 
@@ -222,8 +263,30 @@ def explain(
     from claims import views
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox)
+        settings = existing_warehouse(settings_from(landing, warehouse, outbox))
         views.print_explanation(options.console, settings, stay)
+
+
+@app.command()
+def init(
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """Create the warehouse and pair it with the outbox (every other command needs it)."""
+    from rich.markup import escape
+
+    from pipeline.guard import init_warehouse
+
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox)
+        created, identity = init_warehouse(settings)
+    what = "created" if created else "already exists"
+    options.console.print(
+        f"warehouse {escape(str(settings.warehouse))} {what} (id {identity}); it issues into "
+        f"the outbox {escape(str(settings.outbox))}.",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -238,8 +301,9 @@ def demo(
     from claims.demo import run_demo
 
     with exit_codes():
-        # The demo prints its own account of each night; Prefect's task lines would drown it.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The demo prints its own account of each night; Prefect's task lines (and the failed
+        # partition's, which it shows itself) would drown it.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
         _prefect_env()
         code = run_demo(options.console, folder.resolve(), nights=nights, seed=seed)
     raise typer.Exit(code)
@@ -256,7 +320,7 @@ def serve(
 ) -> None:
     """Register the nightly Prefect deployment on its schedule and serve it (runs until stopped)."""
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox, staging)
+        settings = ready_to_run(settings_from(landing, warehouse, outbox, staging))
         _prefect_env()
         from flows.deploy import serve_nightly
 
@@ -268,9 +332,7 @@ def deploy(
     pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (process type).")],
     cron: Annotated[str, typer.Option(help="Cron schedule.")] = "0 2 * * *",
     timezone: Annotated[str, typer.Option(help="Time zone of the schedule.")] = "Asia/Shanghai",
-    name: Annotated[
-        str, typer.Option(help="Deployment name (one per shard, say).")
-    ] = "claims-nightly",
+    name: Annotated[str, typer.Option(help="Deployment name (one per shard, say).")] = "pool",
     landing: Landing = None,
     warehouse: Warehouse = None,
     outbox: Outbox = None,
@@ -282,7 +344,9 @@ def deploy(
     from rich.markup import escape
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
+        settings = ready_to_run(
+            settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
+        )
         _prefect_env()
         from flows.deploy import deploy_nightly
 

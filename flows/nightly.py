@@ -16,12 +16,13 @@ import functools
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 import pipeline
@@ -33,6 +34,7 @@ from landing.errors import PartitionError
 from landing.partitions import Partition
 from outbox.report import render_markdown, write_report
 from outbox.summary import CommitResult
+from pipeline.sequence import plan_request
 from storage.lock import run_lock
 from storage.warehouse import WarehouseBusy, warehouse_session
 
@@ -101,36 +103,25 @@ def _as_date(value: date | str | None) -> date:
 
 
 def _nightly_run_name() -> str:
-    """``<command>-<date>``: the flow run reads like the command that started it."""
+    """``<command>-<date>-<short id>``: reads like the command that started it, and unique, so
+    that a flow run can be found (and retried) by its name."""
     params = flow_run.parameters
     try:
         day = _as_date(params.get("as_of")).isoformat()
     except ConfigError:
         day = "bad-date"
-    return f"{params.get('command') or 'run'}-{day}"
+    return f"{params.get('command') or 'run'}-{day}-{str(flow_run.id or '')[:8]}"
 
 
 @task(task_run_name="plan", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
-def plan_partitions(
-    settings: Settings,
-    command: str,
-    as_of: date,
-    rerun_keys: list[str] | None = None,
-    rerun_failed: bool = False,
-) -> pipeline.RunPlan:
+def plan_partitions(settings: Settings, request: pipeline.Request) -> pipeline.RunPlan:
     """Decide what this run processes (under the run lock) and recover what a killed run left."""
-    return pipeline.plan_run(
-        settings,
-        command=command,
-        as_of=as_of,
-        rerun_keys=rerun_keys,
-        rerun_failed=rerun_failed,
-    )
+    return plan_request(settings, request)
 
 
 @task(
-    task_run_name="{ref.key}",
+    task_run_name="validate {ref.key}",
     retries=len(IO_RETRY_DELAYS_S),
     retry_delay_seconds=IO_RETRY_DELAYS_S,
     retry_condition_fn=_io_only,
@@ -146,7 +137,7 @@ def validate_discharge_partition(
 
 
 @task(
-    task_run_name="{ref.key}",
+    task_run_name="validate {ref.key}",
     retries=len(IO_RETRY_DELAYS_S),
     retry_delay_seconds=IO_RETRY_DELAYS_S,
     retry_condition_fn=_io_only,
@@ -182,6 +173,16 @@ def commit_run(
 def issue_batch(settings: Settings) -> list[str]:
     """Write committed batches to the outbox, then mark them issued."""
     return pipeline.issue(settings)
+
+
+@task(task_run_name="{key}", cache_policy=NO_CACHE, persist_result=False)
+def partition_outcome(key: str, status: str, error: str | None) -> State[str] | str:
+    """The partition's committed outcome, as its own task run: Failed, with the partition and
+    the reason as its message, when it failed (a reject threshold is decided in the commit)."""
+    if status == "failed":
+        get_run_logger().warning("partition %s failed: %s", key, error)
+        return Failed(message=f"{key}: {error}")
+    return status
 
 
 @task(task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
@@ -273,6 +274,46 @@ def task_runner_for(runner: str, address: str | None) -> TaskRunner[Any]:
 _ENV_RUNNER = task_runner_choice()
 
 
+class PrefectSteps:
+    """The run's steps as task runs: validation concurrently on the flow's task runner, each
+    processed partition's outcome as a task run named after its key."""
+
+    def plan(self, settings: Settings, request: pipeline.Request) -> pipeline.RunPlan:
+        return plan_partitions(settings, request)
+
+    def validate(self, settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
+        return _validate_all(settings, plan)
+
+    def commit(
+        self, settings: Settings, plan: pipeline.RunPlan, validated: list[pipeline.Validated]
+    ) -> CommitResult:
+        return commit_run(settings, plan, validated)
+
+    def issue(self, settings: Settings) -> list[str]:
+        return issue_batch(settings)
+
+    def settle(self, outcomes: list[pipeline.Outcome]) -> None:
+        for o in outcomes:
+            partition_outcome(o.key, o.status, o.error, return_state=True)
+
+    def report(self, settings: Settings, result: CommitResult, title: str) -> None:
+        report(settings, [result], title=title)
+
+
+def _final_state(result: CommitResult) -> State[CommitResult] | CommitResult:
+    """A night with a failed partition ends Failed (after the rest is committed, paid and
+    reported), so that Prefect's automations and notifications on a failed flow run fire."""
+    failed = result.partitions.get("failed", [])
+    if not failed:
+        return result
+    done = len(failed) + len(result.partitions.get("succeeded", []))
+    reasons = "; ".join(f"{k}: {result.errors.get(k, 'failed')[:200]}" for k in failed[:5])
+    more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+    return Failed(
+        message=f"{len(failed)} of {done} partitions failed: {reasons}{more}", data=result
+    )
+
+
 @flow(
     name="claims-nightly",
     flow_run_name=_nightly_run_name,
@@ -289,31 +330,46 @@ def nightly(
     warehouse: str | None = None,
     outbox: str | None = None,
     staging: str | None = None,
-) -> CommitResult:
-    """``claims run`` / ``claims rerun``: every ready partition not yet done with its content."""
+) -> CommitResult | State[CommitResult]:
+    """``claims run`` / ``claims rerun``: every ready partition not yet done with its content.
+
+    Retried (Prefect's retry of a failed flow run), it re-processes the partitions that failed
+    in this flow run, and nothing that succeeded.
+    """
     settings = _settings(landing, warehouse, outbox, staging)
-    day = _as_date(as_of)
-    logger = get_run_logger()
-    with run_lock(settings.warehouse, settings.lock_timeout_s):
-        plan = plan_partitions(settings, command, day, rerun_keys, rerun_failed)
-        validated = _validate_all(settings, plan)
-        result = commit_run(settings, plan, validated)
-        issue_batch(settings)
-        pipeline.cleanup(plan)
-        path = report(settings, [result], title=f"claims {command} {day.isoformat()}")
-    logger.info(
-        "committed %s: %d partition(s) succeeded, %d failed, %d skipped; batch %s; report %s",
+    request = pipeline.Request(
+        command,
+        _as_date(as_of),
+        rerun_keys,
+        rerun_failed,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        retry=(flow_run.run_count or 1) > 1,
+    )
+    result = pipeline.run_steps(settings, PrefectSteps(), request)
+    get_run_logger().info(
+        "committed %s: %d partition(s) succeeded, %d failed, %d skipped; batch %s",
         result.run_id,
         len(result.partitions.get("succeeded", [])),
         len(result.partitions.get("failed", [])),
         len(result.partitions.get("skipped", [])),
         result.batch_id or "none",
-        path,
     )
-    return result
+    return _final_state(result)
 
 
-def nightly_for(settings: Settings) -> Flow[..., CommitResult]:
+def run_nightly(flow: Flow[..., Any], **parameters: Any) -> CommitResult:
+    """Run the nightly flow here and return its figures, also when the night failed (the flow
+    run then ends Failed); an error that stopped it is raised again."""
+    state = cast(State[Any], flow(return_state=True, **parameters))
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, BaseException):
+        raise value
+    if not isinstance(value, CommitResult):
+        raise StepFailed(f"the flow run ended {state.type.value}: {scrub(state.message or '')}")
+    return value
+
+
+def nightly_for(settings: Settings) -> Flow[..., Any]:
     """The nightly flow with the task runner ``settings`` ask for."""
     if (settings.task_runner, settings.dask_address) == _ENV_RUNNER:
         return nightly
@@ -383,12 +439,14 @@ def backfill(
     first, last = _as_date(date_from), _as_date(date_to)
     logger = get_run_logger()
     results = []
+    pipeline.check_landing(settings)
     # One warehouse connection for every date: each close would checkpoint the log into the
     # file, a second per date of rewriting the same blocks (docs/benchmarks.md).
     with (
         run_lock(settings.warehouse, settings.lock_timeout_s),
         warehouse_session(settings.warehouse),
     ):
+        pipeline.check_pairing(settings)
         days = pipeline.feed_dates_between(settings, first, last)
         with progress("backfill dates", len(days)) as advance:
             for day in days:
@@ -404,6 +462,25 @@ def backfill(
         sum(len(r.partitions.get("failed", [])) for r in results),
     )
     return results
+
+
+def record_refused(parameters: dict[str, Any], reason: str) -> None:
+    """A run refused by the warehouse's lock leaves a flow run on the server, in a terminal
+    state (Cancelled: nothing was done, another run is working) saying so."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    command = str(parameters.get("command") or "run")
+    day = _as_date(parameters.get("as_of")).isoformat()
+    params = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in parameters.items()}
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(
+            nightly,
+            name=f"{command}-{day}-refused",
+            parameters=params,
+            state=Cancelled(message=f"refused: {scrub(reason)[:400]}"),
+        )
+        client.update_flow_run(run.id, name=f"{command}-{day}-{str(run.id)[:8]}")
 
 
 def connect_api() -> None:

@@ -110,6 +110,7 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
             started_at=plan.started_at,
             batch_id=result.batch_id,
             summary_json=result.to_json(),
+            flow_run_id=plan.flow_run_id,
         )
     fault_point("after_commit")
     return result
