@@ -91,8 +91,7 @@ def _run_nightly(settings: Settings, **parameters: object) -> CommitResult:
                 flows.nightly_for(settings), **parameters, **flow_paths(settings)
             )
     except WarehouseBusy as exc:
-        if os.environ.get("PREFECT_API_URL"):
-            _flows().record_refused(parameters, str(exc))
+        _flows().record_refused(parameters, str(exc))
         raise
 
 
@@ -317,11 +316,13 @@ def serve(
     warehouse: Warehouse = None,
     outbox: Outbox = None,
     staging: Staging = None,
+    notify_url: NotifyUrl = None,
 ) -> None:
     """Register the nightly Prefect deployment on its schedule and serve it (runs until stopped)."""
     with exit_codes():
         settings = ready_to_run(settings_from(landing, warehouse, outbox, staging))
         _prefect_env()
+        _notify(notify_url)
         from flows.deploy import serve_nightly
 
         serve_nightly(settings, cron=cron, timezone=timezone)
@@ -339,6 +340,7 @@ def deploy(
     staging: Staging = None,
     task_runner: TaskRunner = None,
     dask_address: DaskAddress = None,
+    notify_url: NotifyUrl = None,
 ) -> None:
     """Register the nightly deployment to a process work pool, for `prefect worker start`."""
     from rich.markup import escape
@@ -351,10 +353,38 @@ def deploy(
         from flows.deploy import deploy_nightly
 
         deployment_id = deploy_nightly(settings, pool=pool, cron=cron, timezone=timezone, name=name)
+        _notify(notify_url)
     options.console.print(
         f"deployment claims-nightly/{escape(name)} ({deployment_id}) registered to work pool "
         f"{escape(pool)}, validating with {settings.task_runner}; run it with a worker:\n"
         f"  prefect worker start --pool {escape(pool)}",
+        highlight=False,
+    )
+
+
+NotifyUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--notify-url",
+        envvar="CLAIMS_NOTIFY_URL",
+        help="POST to this webhook when a nightly flow run fails (a Prefect automation; "
+        "needs PREFECT_API_URL) \\[default: no notification].",
+    ),
+]
+
+
+def _notify(url: str | None) -> None:
+    """The automation that posts to ``url`` when a night fails (created or updated)."""
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    from flows.notify import AUTOMATION, notify_on_failure
+
+    notify_on_failure(url)
+    # The URL itself may hold a token: only its host is shown.
+    options.err.print(
+        f"automation {AUTOMATION}: a failed night is posted to {urlsplit(url).hostname}",
         highlight=False,
     )
 

@@ -43,7 +43,6 @@ def print_status(console: Console, settings: Settings, day: date | None) -> bool
         console.print(f"No warehouse at {settings.warehouse} yet: nothing has run.")
         return False
     from storage.lock import is_locked, lock_holder
-    from storage.warehouse import WarehouseBusy
 
     in_progress = is_locked(settings.warehouse)
     if in_progress:
@@ -54,13 +53,7 @@ def print_status(console: Console, settings: Settings, day: date | None) -> bool
             + ": partitions it works on show as running until it commits.",
             highlight=False,
         )
-    try:
-        runs = queries.partition_runs(settings.warehouse, day)
-    except WarehouseBusy:
-        if not in_progress:
-            raise
-        console.print("Its warehouse is being written right now: ask again in a moment.")
-        return False
+    runs = queries.partition_runs(settings.warehouse, day)  # busy while it writes: exit 3
     # `running` with no run holding the warehouse: a run was killed; the next one redoes it.
     interrupted = not in_progress
     table = Table(title="Partitions" + (f" of {day}" if day else ""), box=box.SIMPLE_HEAD)

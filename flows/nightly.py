@@ -465,11 +465,15 @@ def backfill(
 
 
 def record_refused(parameters: dict[str, Any], reason: str) -> None:
-    """A run refused by the warehouse's lock leaves a flow run on the server, in a terminal
-    state (Cancelled: nothing was done, another run is working) saying so."""
+    """With a Prefect server configured, a run refused by the warehouse's lock leaves a flow run
+    there, in a terminal state (Cancelled: nothing was done, another run is working) saying
+    so."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
     from prefect.states import Cancelled
 
+    if not PREFECT_API_URL.value():
+        return  # no server configured: nothing would keep the record
     command = str(parameters.get("command") or "run")
     day = _as_date(parameters.get("as_of")).isoformat()
     params = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in parameters.items()}

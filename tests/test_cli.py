@@ -501,3 +501,47 @@ def test_a_warehouse_not_paired_with_the_outbox_never_pays_again(
             landing.settings.__class__.build(landing.settings.landing, other, outbox), as_of=START
         )
     assert outbox_files(outbox) == paid
+
+
+def test_rerun_failed_with_nothing_failed_says_so_without_starting_prefect(
+    tmp_path: Path,
+) -> None:
+    import pipeline
+
+    landing = initialised(build_landing(tmp_path, nights=1, failing_night=None))
+    pipeline.run_local(landing.settings, as_of=START)
+    code = (
+        "import sys\nfrom claims.cli import main\n"
+        "sys.argv = ['claims', 'rerun', '--failed', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n"
+        "    print('exit', e.code, 'prefect' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, landing.cli_paths())],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Nothing failed" in done.stdout, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("exit 0 False")  # Prefect was never imported
+
+
+def test_every_help_shows_its_defaults(claims: Invoke) -> None:
+    """Rich markup must not swallow a bracketed default ("Landing folder ." was the symptom)."""
+    from claims.cli import app
+
+    commands = [
+        c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands
+    ]
+    assert {"run", "rerun", "backfill", "init", "status", "serve", "deploy"} <= set(commands)
+    for command in commands:
+        shown = " ".join(claims(command, "--help", env={"COLUMNS": "300"}).output.split())
+        assert " . " not in shown and "folder ." not in shown, (command, shown)
+        if "--landing" in shown:
+            assert "data/landing" in shown and "data/warehouse.duckdb" in shown, command
+            assert "data/outbox" in shown, command
+        if "--date" in shown and command in ("run", "status"):
+            assert "yesterday, Asia/Shanghai" in shown, command
+    backfill = claims("backfill", "--help", env={"COLUMNS": "300"}).output
+    assert "from --from to --to" in " ".join(backfill.split())
