@@ -1,11 +1,14 @@
 """Prefect flows: the nightly run, re-runs and backfills. Orchestration only.
 
-Each flow reads like a table of contents of ``pipeline``: plan → validate (one task run
-per partition, named after its key, concurrently) → commit (the single warehouse writer) →
-issue the batch → report. Tasks pass keys and paths, never frames.
+The nightly flow runs ``pipeline.run_steps``, the one sequence of a run: plan → validate
+(``validate <key>``, concurrently) → commit (the single warehouse writer) → issue the batch →
+settle (one task run per partition, named after its key, ending as the partition did) →
+report; ``PrefectSteps`` says how each step runs as a task. Tasks pass keys and paths, never
+frames. A night with a failed partition ends Failed; a retried flow run re-processes what
+failed in it.
 
-Validation runs on the flow's task runner: two local threads by default, or the workers of a
-Dask cluster (``CLAIMS_TASK_RUNNER=dask``, ``CLAIMS_DASK_ADDRESS``). What a worker gets is a
+Validation runs on two local threads by default, or on the workers of a Dask cluster
+(``CLAIMS_TASK_RUNNER=dask``, ``CLAIMS_DASK_ADDRESS``; ``flows.cluster``). What a worker gets is a
 ``Partition`` and paths, and what it returns is a ``Validated``: small, picklable, and free of
 personal data; the rows travel as staged Parquet through the staging folder.
 """
@@ -29,6 +32,7 @@ import pipeline
 from config.dates import yesterday_in_shanghai
 from config.masking import scrub
 from config.settings import ConfigError, Settings, task_runner_choice
+from flows.cluster import DaskValidation, on_workers
 from flows.progress import progress
 from landing.errors import PartitionError
 from landing.partitions import Partition
@@ -132,8 +136,10 @@ def plan_partitions(settings: Settings, request: pipeline.Request) -> pipeline.R
 def validate_discharge_partition(
     ref: Partition, work_dir: str, registry_file: str
 ) -> pipeline.Validated:
-    """Read, check and validate one discharge partition."""
-    return pipeline.validate_partition(ref, work_dir=work_dir, registry_file=registry_file)
+    """Read, check and validate one discharge partition (here, or on a Dask worker)."""
+    return on_workers(
+        pipeline.validate_partition, ref, work_dir=work_dir, registry_file=registry_file
+    )
 
 
 @task(
@@ -148,8 +154,8 @@ def validate_discharge_partition(
 def validate_enrollment_snapshot(
     ref: Partition, work_dir: str, threshold: float
 ) -> pipeline.Validated:
-    """Read, check and validate the enrolment snapshot to load."""
-    return pipeline.validate_snapshot(ref, work_dir=work_dir, threshold=threshold)
+    """Read, check and validate the enrolment snapshot to load (here, or on a Dask worker)."""
+    return on_workers(pipeline.validate_snapshot, ref, work_dir=work_dir, threshold=threshold)
 
 
 @task(task_run_name="commit", cache_policy=NO_CACHE, persist_result=False)
@@ -250,21 +256,18 @@ def _settings(
 def task_runner_for(runner: str, address: str | None) -> TaskRunner[Any]:
     """Where validation runs: two local threads (validation is CPU-bound; Prefect's default
     pool is unbounded), or a Dask cluster: the scheduler at ``address``, else a temporary
-    cluster of one single-threaded worker process per core on this machine."""
+    cluster of one single-threaded worker process per core on this machine. Dask workers get
+    plain function calls, never Prefect (``flows.cluster``)."""
     if runner == "threads":
         return ThreadPoolTaskRunner(max_workers=2)
     try:
-        from prefect_dask import DaskTaskRunner
+        import distributed  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "--task-runner dask needs prefect-dask and distributed: install the project's "
+            "--task-runner dask needs distributed: install the project's "
             "`dask` extra (uv sync --extra dask)"
         ) from None
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(
-        cluster_kwargs={"processes": True, "threads_per_worker": 1, "dashboard_address": None}
-    )
+    return DaskValidation(address=address)
 
 
 # The task runner is part of a flow's definition, and a deployment's flow run (`claims serve`,

@@ -343,7 +343,7 @@ def test_nothing_personal_reaches_the_server(client: Any) -> None:
     for run in flow_runs:
         texts += [g.model_dump_json() for g in logs_of(client, run.id)]
         texts += [a.model_dump_json() for a in artifacts_of(client, run.id)]
-    page = client.read_events(filter=EventFilter(), limit=200)
+    page = client.read_events(filter=EventFilter(), limit=50)
     events = list(page.events)
     while page.next_page and len(events) < 5000:
         page = client.read_events_page(page.next_page)
