@@ -95,12 +95,6 @@ def _run_nightly(settings: Settings, **parameters: object) -> CommitResult:
         raise
 
 
-def pipeline_guard() -> ModuleType:
-    import pipeline.guard
-
-    return pipeline.guard
-
-
 def _finish(results: list[CommitResult], report: bool = True) -> None:
     from rich.markdown import Markdown
 
@@ -204,8 +198,10 @@ def backfill(
         if first > last:
             raise ConfigError("--from must not be after --to")
         settings = ready_to_run(settings_from(landing, warehouse, outbox, staging))
+        from pipeline.guard import check_pairing
+
         with one_run(settings):
-            pipeline_guard().check_pairing(settings)
+            check_pairing(settings)
             backfill_flow = _flows().backfill
             results = backfill_flow(date_from=first, date_to=last, **flow_paths(settings))
     if not results:
