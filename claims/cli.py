@@ -295,12 +295,19 @@ def demo(
     """Build a realistic synthetic landing folder, run it night by night, show what happened."""
     from claims.demo import run_demo
 
-    with exit_codes():
-        # The demo prints its own account of each night; Prefect's task lines (and the failed
-        # partition's, which it shows itself) would drown it.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-        _prefect_env()
-        code = run_demo(options.console, folder.resolve(), nights=nights, seed=seed)
+    level = os.environ.get("PREFECT_LOGGING_LEVEL")
+    try:
+        with exit_codes():
+            # The demo prints its own account of each night; Prefect's task lines (and the
+            # failed partition's, which it shows itself) would drown it.
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+            _prefect_env()
+            code = run_demo(options.console, folder.resolve(), nights=nights, seed=seed)
+    finally:  # for this command only (a test runs commands in one process)
+        if level is None:
+            os.environ.pop("PREFECT_LOGGING_LEVEL", None)
+        else:
+            os.environ["PREFECT_LOGGING_LEVEL"] = level
     raise typer.Exit(code)
 
 
