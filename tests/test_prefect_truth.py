@@ -308,6 +308,25 @@ def test_a_run_refused_by_the_lock_leaves_a_flow_run_saying_so(
     assert "another claims run holds" in refused.state.message
 
 
+def test_the_notification_is_made_once_and_follows_the_url(
+    server: dict[str, Any], client: Any
+) -> None:
+    """`--notify-url` again (a new URL, say) updates the one automation and its webhook block."""
+    from prefect.blocks.webhook import Webhook
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.notify import AUTOMATION, WEBHOOK_BLOCK, notify_on_failure
+
+    with temporary_settings({PREFECT_API_URL: server["url"]}):
+        first = notify_on_failure("http://127.0.0.1:9/first")
+        second = notify_on_failure("http://127.0.0.1:9/second")
+        block = Webhook.load(WEBHOOK_BLOCK)
+    assert first == second
+    (automation,) = client.read_automations_by_name(AUTOMATION)
+    assert str(automation.id) == first
+    assert block.url.get_secret_value() == "http://127.0.0.1:9/second"
+
+
 def _personal_values(landing: Landing) -> set[str]:
     """Every ID number, name and account in a landing folder's files."""
     columns = {"national_id", "patient_name", "member_name", "payee_account", "name"}
