@@ -33,7 +33,7 @@ def test_threads_by_default_dask_when_asked(
 ) -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.cluster import DaskValidation as DaskTaskRunner
+    from flows.cluster import DaskValidation
     from flows.nightly import nightly, nightly_for
 
     for name in ("CLAIMS_TASK_RUNNER", "CLAIMS_DASK_ADDRESS"):
@@ -50,12 +50,12 @@ def test_threads_by_default_dask_when_asked(
         Settings.build(warehouse=wh, task_runner="dask", dask_address="tcp://scheduler:8786")
     )
     assert remote.name == nightly.name == "claims-nightly"
-    assert isinstance(remote.task_runner, DaskTaskRunner)
+    assert isinstance(remote.task_runner, DaskValidation)
     assert remote.task_runner.address == "tcp://scheduler:8786"
 
     # Dask without a scheduler: a temporary cluster here, one single-threaded process per core.
     local = nightly_for(Settings.build(warehouse=wh, task_runner="dask")).task_runner
-    assert isinstance(local, DaskTaskRunner) and local.address is None
+    assert isinstance(local, DaskValidation) and local.address is None
     assert local.cluster_kwargs["processes"] is True
     assert local.cluster_kwargs["threads_per_worker"] == 1
     assert local.cluster_kwargs["dashboard_address"] is None  # no dashboard on every interface
