@@ -25,10 +25,12 @@ from claims.options import (
     Staging,
     TaskRunner,
     Warehouse,
+    existing_warehouse,
     exit_codes,
     flow_paths,
     one_run,
     parse_day,
+    ready_to_run,
     settings_from,
 )
 from config.settings import ConfigError, Settings
@@ -75,6 +77,24 @@ def _flows() -> ModuleType:
     return flows.nightly
 
 
+def _run_nightly(settings: Settings, **parameters: object) -> CommitResult:
+    """The nightly flow, here, under the run lock; with a Prefect server configured, a run
+    refused by the lock leaves a flow run there saying so."""
+    from pipeline.guard import check_pairing
+    from storage.warehouse import WarehouseBusy
+
+    try:
+        with one_run(settings):
+            check_pairing(settings)  # before Prefect starts: a wrong pair is refused at once
+            flows = _flows()
+            return flows.run_nightly(
+                flows.nightly_for(settings), **parameters, **flow_paths(settings)
+            )
+    except WarehouseBusy as exc:
+        _flows().record_refused(parameters, str(exc))
+        raise
+
+
 def _finish(results: list[CommitResult], report: bool = True) -> None:
     from rich.markdown import Markdown
 
@@ -102,10 +122,9 @@ def run(
     with exit_codes():
         settings = settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
         day = parse_day(date_) or yesterday_in_shanghai()
-        with one_run(settings):
-            nightly = _flows().nightly_for(settings)
-            # A flow that fails for a known reason (busy, bad usage) re-raises it here.
-            result = nightly(as_of=day, command="run", **flow_paths(settings))
+        ready_to_run(settings)
+        # A flow that fails for a known reason (busy, bad usage) re-raises it here.
+        result = _run_nightly(settings, as_of=day, command="run")
     _finish([result])
 
 
@@ -135,18 +154,35 @@ def rerun(
         from config.dates import yesterday_in_shanghai
 
         keys = list(dict.fromkeys(partition or []))
+        ready_to_run(settings)
         _check_ready(settings, keys)
+        if failed and _nothing_failed(settings):
+            options.console.print("Nothing failed: there is nothing to re-run.")
+            raise typer.Exit(EXIT_OK)
         as_of = max([parse_discharge_key(k)[0] for k in keys], default=yesterday_in_shanghai())
-        with one_run(settings):
-            nightly = _flows().nightly_for(settings)
-            result = nightly(
-                as_of=as_of,
-                command="rerun",
-                rerun_keys=keys or None,
-                rerun_failed=failed,
-                **flow_paths(settings),
-            )
+        result = _run_nightly(
+            settings,
+            as_of=as_of,
+            command="rerun",
+            rerun_keys=keys or None,
+            rerun_failed=failed,
+        )
     _finish([result])
+
+
+def _nothing_failed(settings: Settings) -> bool:
+    """Whether the warehouse shows no failed partition (read before Prefect starts); a busy
+    warehouse is left for the run to wait for."""
+    from pipeline.audit import refuse_if_behind
+    from storage.queries import partition_runs
+    from storage.warehouse import WarehouseBusy, open_warehouse
+
+    try:
+        with open_warehouse(settings.warehouse, read_only=True) as con:
+            refuse_if_behind(settings, con)  # a restored warehouse says so even with nothing to do
+        return all(row["status"] != "failed" for row in partition_runs(settings.warehouse))
+    except WarehouseBusy:
+        return False
 
 
 @app.command()
@@ -166,7 +202,7 @@ def backfill(
     outbox: Outbox = None,
     staging: Staging = None,
 ) -> None:
-    """`run` restricted to feed dates in [from, to], in date order, in chunks of dates."""
+    """`run` restricted to feed dates from --from to --to, in date order, in chunks of dates."""
     with exit_codes():
         first, last = parse_day(from_, "--from"), parse_day(to, "--to")
         assert first is not None and last is not None
@@ -174,10 +210,12 @@ def backfill(
             raise ConfigError("--from must not be after --to")
         if chunk_days < 1:
             raise ConfigError("--chunk-days must be at least 1")
-        settings = settings_from(landing, warehouse, outbox, staging)
+        settings = ready_to_run(settings_from(landing, warehouse, outbox, staging))
+        from pipeline.guard import check_pairing
+
         with one_run(settings):
-            backfill_flow = _flows().backfill
-            results = backfill_flow(
+            check_pairing(settings)
+            results = _flows().run_backfill(
                 date_from=first, date_to=last, chunk_days=chunk_days, **flow_paths(settings)
             )
     if not results:
@@ -196,7 +234,7 @@ def status(
     from claims import views
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox)
+        settings = existing_warehouse(settings_from(landing, warehouse, outbox))
         failed = views.print_status(options.console, settings, parse_day(date_))
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -219,7 +257,7 @@ def quarantine(
     from claims import views
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox)
+        settings = existing_warehouse(settings_from(landing, warehouse, outbox))
         views.print_quarantine(options.console, settings, partition, limit=limit, output=output)
 
 
@@ -234,8 +272,30 @@ def explain(
     from claims import views
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox)
+        settings = existing_warehouse(settings_from(landing, warehouse, outbox))
         views.print_explanation(options.console, settings, stay)
+
+
+@app.command()
+def init(
+    landing: Landing = None,
+    warehouse: Warehouse = None,
+    outbox: Outbox = None,
+) -> None:
+    """Create the warehouse and pair it with the outbox (every other command needs it)."""
+    from rich.markup import escape
+
+    from pipeline.guard import init_warehouse
+
+    with exit_codes():
+        settings = settings_from(landing, warehouse, outbox)
+        created, identity = init_warehouse(settings)
+    what = "created" if created else "already exists"
+    options.console.print(
+        f"warehouse {escape(str(settings.warehouse))} {what} (id {identity}); it issues into "
+        f"the outbox {escape(str(settings.outbox))}.",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -249,11 +309,19 @@ def demo(
     """Build a realistic synthetic landing folder, run it night by night, show what happened."""
     from claims.demo import run_demo
 
-    with exit_codes():
-        # The demo prints its own account of each night; Prefect's task lines would drown it.
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        _prefect_env()
-        code = run_demo(options.console, folder.resolve(), nights=nights, seed=seed)
+    level = os.environ.get("PREFECT_LOGGING_LEVEL")
+    try:
+        with exit_codes():
+            # The demo prints its own account of each night; Prefect's task lines (and the
+            # failed partition's, which it shows itself) would drown it.
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+            _prefect_env()
+            code = run_demo(options.console, folder.resolve(), nights=nights, seed=seed)
+    finally:  # for this command only (a test runs commands in one process)
+        if level is None:
+            os.environ.pop("PREFECT_LOGGING_LEVEL", None)
+        else:
+            os.environ["PREFECT_LOGGING_LEVEL"] = level
     raise typer.Exit(code)
 
 
@@ -265,11 +333,13 @@ def serve(
     warehouse: Warehouse = None,
     outbox: Outbox = None,
     staging: Staging = None,
+    notify_url: NotifyUrl = None,
 ) -> None:
     """Register the nightly Prefect deployment on its schedule and serve it (runs until stopped)."""
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox, staging)
+        settings = ready_to_run(settings_from(landing, warehouse, outbox, staging))
         _prefect_env()
+        _notify(notify_url)
         from flows.deploy import serve_nightly
 
         serve_nightly(settings, cron=cron, timezone=timezone)
@@ -280,29 +350,58 @@ def deploy(
     pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (process type).")],
     cron: Annotated[str, typer.Option(help="Cron schedule.")] = "0 2 * * *",
     timezone: Annotated[str, typer.Option(help="Time zone of the schedule.")] = "Asia/Shanghai",
-    name: Annotated[
-        str, typer.Option(help="Deployment name (one per shard, say).")
-    ] = "claims-nightly",
+    name: Annotated[str, typer.Option(help="Deployment name (one per shard, say).")] = "pool",
     landing: Landing = None,
     warehouse: Warehouse = None,
     outbox: Outbox = None,
     staging: Staging = None,
     task_runner: TaskRunner = None,
     dask_address: DaskAddress = None,
+    notify_url: NotifyUrl = None,
 ) -> None:
     """Register the nightly deployment to a process work pool, for `prefect worker start`."""
     from rich.markup import escape
 
     with exit_codes():
-        settings = settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
+        settings = ready_to_run(
+            settings_from(landing, warehouse, outbox, staging, task_runner, dask_address)
+        )
         _prefect_env()
         from flows.deploy import deploy_nightly
 
         deployment_id = deploy_nightly(settings, pool=pool, cron=cron, timezone=timezone, name=name)
+        _notify(notify_url)
     options.console.print(
         f"deployment claims-nightly/{escape(name)} ({deployment_id}) registered to work pool "
         f"{escape(pool)}, validating with {settings.task_runner}; run it with a worker:\n"
         f"  prefect worker start --pool {escape(pool)}",
+        highlight=False,
+    )
+
+
+NotifyUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--notify-url",
+        envvar="CLAIMS_NOTIFY_URL",
+        help="POST to this webhook when a nightly flow run fails (a Prefect automation; "
+        "needs PREFECT_API_URL) \\[default: no notification].",
+    ),
+]
+
+
+def _notify(url: str | None) -> None:
+    """The automation that posts to ``url`` when a night fails (created or updated)."""
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    from flows.notify import AUTOMATION, notify_on_failure
+
+    notify_on_failure(url)
+    # The URL itself may hold a token: only its host is shown.
+    options.err.print(
+        f"automation {AUTOMATION}: a failed night is posted to {urlsplit(url).hostname}",
         highlight=False,
     )
 

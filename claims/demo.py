@@ -23,6 +23,7 @@ from config.settings import ConfigError, Settings
 from flows.progress import progress
 from outbox.summary import CommitResult
 from outbox.sustainability_report import write_sustainability
+from pipeline.guard import init_warehouse
 from synth import build_demo_landing
 from transforms.money import fen_to_yuan
 
@@ -120,7 +121,7 @@ def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
     if nights < 2:
         raise ConfigError("the demo needs at least 2 nights (--nights)")
     _fresh_folder(folder)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     prefect_ready = _start_prefect()
     landing = folder / "landing"
     settings = Settings.build(landing, folder / "warehouse.duckdb", folder / "outbox")
@@ -137,6 +138,7 @@ def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
     for p in plan.partitions:
         p.path = landing / p.path.relative_to(sender)
     _deliver(sender, landing, up_to=None)
+    init_warehouse(settings)  # the demo's own warehouse, paired with its own outbox
     console.print(
         f"[bold]Landing folder[/bold] {landing}: {plan.people} people, {plan.enrollments} "
         f"enrolments in {len(plan.snapshot_dates)} snapshots, {plan.stays} stays over "
@@ -154,13 +156,13 @@ def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
     for col in ("ok", "failed", "waiting", "quarantined", "paid", "recovered"):
         table.add_column(col, justify="right", no_wrap=True)
     prefect_ready.join()
-    from flows.nightly import nightly
+    from flows.nightly import nightly, run_nightly
 
     last = None
     with progress("nights", len(plan.feed_dates)) as advance:
         for day in plan.feed_dates:
             _deliver(sender, landing, up_to=day)
-            last = nightly(as_of=day, command="run", **paths)
+            last = run_nightly(nightly, as_of=day, command="run", **paths)
             table.add_row(*_line(day.isoformat(), last, batch=False))
             advance()
     console.print(table)
@@ -174,11 +176,13 @@ def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
 
     console.print("\nThe hospital re-delivers the partition fixed; `claims rerun --failed`:")
     plan.fix_failing_partition()
-    fixed = nightly(as_of=plan.feed_dates[-1], command="rerun", rerun_failed=True, **paths)
+    fixed = run_nightly(
+        nightly, as_of=plan.feed_dates[-1], command="rerun", rerun_failed=True, **paths
+    )
     console.print("  " + " | ".join(_line("rerun", fixed)))
     console.print("The late delivery gets its manifest; the next `claims run` picks it up:")
     plan.complete_waiting_partition()
-    late = nightly(as_of=plan.feed_dates[-1], command="run", **paths)
+    late = run_nightly(nightly, as_of=plan.feed_dates[-1], command="run", **paths)
     console.print("  " + " | ".join(_line("run", late)))
 
     console.print("\n[bold]Where things are[/bold]")

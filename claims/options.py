@@ -24,17 +24,23 @@ err = Console(stderr=True)
 
 Landing = Annotated[
     Path | None,
-    typer.Option("--landing", envvar="CLAIMS_LANDING", help="Landing folder [data/landing]."),
+    typer.Option(
+        "--landing", envvar="CLAIMS_LANDING", help="Landing folder \\[default: data/landing]."
+    ),
 ]
 Warehouse = Annotated[
     Path | None,
     typer.Option(
-        "--warehouse", envvar="CLAIMS_WAREHOUSE", help="Warehouse file [data/warehouse.duckdb]."
+        "--warehouse",
+        envvar="CLAIMS_WAREHOUSE",
+        help="Warehouse file \\[default: data/warehouse.duckdb].",
     ),
 ]
 Outbox = Annotated[
     Path | None,
-    typer.Option("--outbox", envvar="CLAIMS_OUTBOX", help="Outbox folder [data/outbox]."),
+    typer.Option(
+        "--outbox", envvar="CLAIMS_OUTBOX", help="Outbox folder \\[default: data/outbox]."
+    ),
 ]
 Staging = Annotated[
     Path | None,
@@ -63,7 +69,8 @@ DaskAddress = Annotated[
     ),
 ]
 DateOpt = Annotated[
-    str | None, typer.Option("--date", help="Feed date YYYY-MM-DD [yesterday, Asia/Shanghai].")
+    str | None,
+    typer.Option("--date", help="Feed date YYYY-MM-DD \\[default: yesterday, Asia/Shanghai]."),
 ]
 
 
@@ -137,9 +144,36 @@ def exit_codes() -> Iterator[None]:
 @contextmanager
 def one_run(settings: Settings) -> Iterator[None]:
     """Hold the warehouse's run lock before Prefect starts (it takes seconds): a second run
-    waits at most CLAIMS_LOCK_TIMEOUT, then exits 3 having changed nothing. The flow re-enters
-    the same lock; a deployment run (``claims serve``) takes it in the flow."""
+    says at once that it waits, waits at most CLAIMS_LOCK_TIMEOUT, then exits 3 having changed
+    nothing. The flow re-enters the same lock; a deployment run (``claims serve``) takes it in
+    the flow."""
     from storage.lock import run_lock
 
-    with run_lock(settings.warehouse, settings.lock_timeout_s):
+    def waiting(pid: int | None) -> None:
+        holder = f" (process {pid})" if pid else ""
+        err.print(
+            f"waiting up to {settings.lock_timeout_s:.0f} s for another claims run{holder} "
+            f"on {settings.warehouse.name} to finish…",
+            highlight=False,
+        )
+
+    with run_lock(settings.warehouse, settings.lock_timeout_s, on_wait=waiting):
         yield
+
+
+def existing_warehouse(settings: Settings) -> Settings:
+    """Refuse a warehouse file that does not exist (exit 2, nothing created): only
+    ``claims init`` makes one."""
+    from pipeline.guard import check_warehouse_exists
+
+    check_warehouse_exists(settings)
+    return settings
+
+
+def ready_to_run(settings: Settings) -> Settings:
+    """What a run needs before anything starts: a landing folder with feeds, a warehouse that
+    exists (its pairing with the outbox is checked under the run lock)."""
+    from pipeline.guard import check_landing
+
+    check_landing(settings)
+    return existing_warehouse(settings)

@@ -43,11 +43,20 @@ def print_status(console: Console, settings: Settings, day: date | None) -> bool
     if _no_warehouse(settings):
         console.print(f"No warehouse at {settings.warehouse} yet: nothing has run.")
         return False
-    from storage.lock import is_locked
+    from storage.lock import is_locked, lock_holder
 
-    runs = queries.partition_runs(settings.warehouse, day)
+    in_progress = is_locked(settings.warehouse)
+    if in_progress:
+        pid = lock_holder(settings.warehouse)
+        console.print(
+            f"[yellow]A run is in progress[/yellow] on {escape(settings.warehouse.name)}"
+            + (f" (process {pid})" if pid else "")
+            + ": partitions it works on show as running until it commits.",
+            highlight=False,
+        )
+    runs = queries.partition_runs(settings.warehouse, day)  # busy while it writes: exit 3
     # `running` with no run holding the warehouse: a run was killed; the next one redoes it.
-    interrupted = not is_locked(settings.warehouse)
+    interrupted = not in_progress
     table = Table(title="Partitions" + (f" of {day}" if day else ""), box=box.SIMPLE_HEAD)
     table.add_column("partition", no_wrap=True)
     table.add_column("status", no_wrap=True)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron, Schedule
 from prefect.types.entrypoint import EntrypointType
 
 from config.settings import ConfigError, Settings
 from flows.nightly import nightly
 
-DEPLOYMENT = "claims-nightly"
+# Distinct names: `claims serve` and a work pool's deployment must not overwrite each other.
+SERVED = "serve"  # claims-nightly/serve
+POOLED = "pool"  # claims-nightly/pool (or the --name given, one per shard say)
 DESCRIPTION = "claims run: every ready partition up to yesterday (Asia/Shanghai), then pay"
 # Deployment names end up in URLs and in `prefect deployment run FLOW/NAME`.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -39,6 +42,12 @@ def _job_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def one_at_a_time() -> ConcurrencyLimitConfig:
+    """At most one nightly flow run of a deployment at a time; the next waits in the queue
+    (not dropped). The warehouse lock stays the last word for runs from elsewhere."""
+    return ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+
+
 def nightly_schedule(cron: str, timezone: str) -> Schedule:
     """The deployment's schedule; a bad cron string or time zone is bad usage (exit 2)."""
     try:
@@ -54,8 +63,9 @@ def nightly_schedule(cron: str, timezone: str) -> Schedule:
 def serve_nightly(settings: Settings, *, cron: str, timezone: str) -> None:
     """``claims serve``: the nightly run on its cron schedule, served until stopped."""
     nightly.serve(
-        name=DEPLOYMENT,
+        name=SERVED,
         schedules=[nightly_schedule(cron, timezone)],
+        global_limit=one_at_a_time(),
         parameters=_parameters(settings),
         description=DESCRIPTION,
         # `flows.nightly.nightly`, imported as a module: a file path would load a second copy
@@ -92,7 +102,7 @@ def _process_pool(pool: str) -> None:
 
 
 def deploy_nightly(
-    settings: Settings, *, pool: str, cron: str, timezone: str, name: str = DEPLOYMENT
+    settings: Settings, *, pool: str, cron: str, timezone: str, name: str = POOLED
 ) -> str:
     """``claims deploy``: register the nightly run on its schedule to a process work pool, for
     ``prefect worker start --pool NAME`` to run; returns the deployment's id.
@@ -108,6 +118,7 @@ def deploy_nightly(
         name=name,
         work_pool_name=pool,
         schedules=[schedule],
+        concurrency_limit=one_at_a_time(),
         parameters=_parameters(settings),
         job_variables={"env": _job_env(settings)},
         description=DESCRIPTION,

@@ -1,11 +1,14 @@
 """Prefect flows: the nightly run, re-runs and backfills. Orchestration only.
 
-Each flow reads like a table of contents of ``pipeline``: plan → validate (one task run
-per partition, named after its key, concurrently) → commit (the single warehouse writer) →
-issue the batch → report. Tasks pass keys and paths, never frames.
+The nightly flow runs ``pipeline.run_steps``, the one sequence of a run: plan → validate
+(``validate <key>``, concurrently) → commit (the single warehouse writer) → issue the batch →
+settle (one task run per partition, named after its key, ending as the partition did) →
+report; ``PrefectSteps`` says how each step runs as a task. Tasks pass keys and paths, never
+frames. A night with a failed partition ends Failed; a retried flow run re-processes what
+failed in it.
 
-Validation runs on the flow's task runner: two local threads by default, or the workers of a
-Dask cluster (``CLAIMS_TASK_RUNNER=dask``, ``CLAIMS_DASK_ADDRESS``). What a worker gets is a
+Validation runs on two local threads by default, or on the workers of a Dask cluster
+(``CLAIMS_TASK_RUNNER=dask``, ``CLAIMS_DASK_ADDRESS``; ``flows.cluster``). What a worker gets is a
 ``Partition`` and paths, and what it returns is a ``Validated``: small, picklable, and free of
 personal data; the rows travel as staged Parquet through the staging folder.
 """
@@ -16,23 +19,26 @@ import functools
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from prefect import Flow, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 import pipeline
 from config.dates import yesterday_in_shanghai
 from config.masking import scrub
 from config.settings import ConfigError, Settings, task_runner_choice
+from flows.cluster import DaskValidation, on_workers
 from flows.progress import progress
 from landing.errors import PartitionError
 from landing.partitions import Partition
 from outbox.report import render_markdown, write_report
 from outbox.summary import CommitResult
+from pipeline.sequence import plan_request
 from storage.lock import run_lock
 from storage.warehouse import WarehouseBusy, warehouse_session
 
@@ -101,36 +107,25 @@ def _as_date(value: date | str | None) -> date:
 
 
 def _nightly_run_name() -> str:
-    """``<command>-<date>``: the flow run reads like the command that started it."""
+    """``<command>-<date>-<short id>``: reads like the command that started it, and unique, so
+    that a flow run can be found (and retried) by its name."""
     params = flow_run.parameters
     try:
         day = _as_date(params.get("as_of")).isoformat()
     except ConfigError:
         day = "bad-date"
-    return f"{params.get('command') or 'run'}-{day}"
+    return f"{params.get('command') or 'run'}-{day}-{str(flow_run.id or '')[:8]}"
 
 
 @task(task_run_name="plan", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
-def plan_partitions(
-    settings: Settings,
-    command: str,
-    as_of: date,
-    rerun_keys: list[str] | None = None,
-    rerun_failed: bool = False,
-) -> pipeline.RunPlan:
+def plan_partitions(settings: Settings, request: pipeline.Request) -> pipeline.RunPlan:
     """Decide what this run processes (under the run lock) and recover what a killed run left."""
-    return pipeline.plan_run(
-        settings,
-        command=command,
-        as_of=as_of,
-        rerun_keys=rerun_keys,
-        rerun_failed=rerun_failed,
-    )
+    return plan_request(settings, request)
 
 
 @task(
-    task_run_name="{ref.key}",
+    task_run_name="validate {ref.key}",
     retries=len(IO_RETRY_DELAYS_S),
     retry_delay_seconds=IO_RETRY_DELAYS_S,
     retry_condition_fn=_io_only,
@@ -141,12 +136,14 @@ def plan_partitions(
 def validate_discharge_partition(
     ref: Partition, work_dir: str, registry_file: str
 ) -> pipeline.Validated:
-    """Read, check and validate one discharge partition."""
-    return pipeline.validate_partition(ref, work_dir=work_dir, registry_file=registry_file)
+    """Read, check and validate one discharge partition (here, or on a Dask worker)."""
+    return on_workers(
+        pipeline.validate_partition, ref, work_dir=work_dir, registry_file=registry_file
+    )
 
 
 @task(
-    task_run_name="{ref.key}",
+    task_run_name="validate {ref.key}",
     retries=len(IO_RETRY_DELAYS_S),
     retry_delay_seconds=IO_RETRY_DELAYS_S,
     retry_condition_fn=_io_only,
@@ -157,8 +154,8 @@ def validate_discharge_partition(
 def validate_enrollment_snapshot(
     ref: Partition, work_dir: str, threshold: float
 ) -> pipeline.Validated:
-    """Read, check and validate the enrolment snapshot to load."""
-    return pipeline.validate_snapshot(ref, work_dir=work_dir, threshold=threshold)
+    """Read, check and validate the enrolment snapshot to load (here, or on a Dask worker)."""
+    return on_workers(pipeline.validate_snapshot, ref, work_dir=work_dir, threshold=threshold)
 
 
 @task(task_run_name="commit", cache_policy=NO_CACHE, persist_result=False)
@@ -182,6 +179,16 @@ def commit_run(
 def issue_batch(settings: Settings) -> list[str]:
     """Write committed batches to the outbox, then mark them issued."""
     return pipeline.issue(settings)
+
+
+@task(task_run_name="{key}", cache_policy=NO_CACHE, persist_result=False)
+def partition_outcome(key: str, status: str, error: str | None) -> State[str] | str:
+    """The partition's committed outcome, as its own task run: Failed, with the partition and
+    the reason as its message, when it failed (a reject threshold is decided in the commit)."""
+    if status == "failed":
+        get_run_logger().warning("partition %s failed: %s", key, error)
+        return Failed(message=f"{key}: {error}")
+    return status
 
 
 @task(task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
@@ -249,21 +256,18 @@ def _settings(
 def task_runner_for(runner: str, address: str | None) -> TaskRunner[Any]:
     """Where validation runs: two local threads (validation is CPU-bound; Prefect's default
     pool is unbounded), or a Dask cluster: the scheduler at ``address``, else a temporary
-    cluster of one single-threaded worker process per core on this machine."""
+    cluster of one single-threaded worker process per core on this machine. Dask workers get
+    plain function calls, never Prefect (``flows.cluster``)."""
     if runner == "threads":
         return ThreadPoolTaskRunner(max_workers=2)
     try:
-        from prefect_dask import DaskTaskRunner
+        import distributed  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "--task-runner dask needs prefect-dask and distributed: install the project's "
+            "--task-runner dask needs distributed: install the project's "
             "`dask` extra (uv sync --extra dask)"
         ) from None
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(
-        cluster_kwargs={"processes": True, "threads_per_worker": 1, "dashboard_address": None}
-    )
+    return DaskValidation(address=address)
 
 
 # The task runner is part of a flow's definition, and a deployment's flow run (`claims serve`,
@@ -271,6 +275,46 @@ def task_runner_for(runner: str, address: str | None) -> TaskRunner[Any]:
 # from CLAIMS_TASK_RUNNER / CLAIMS_DASK_ADDRESS (a deployment sets them as job variables);
 # `claims run --task-runner …` overrides it with `nightly_for`.
 _ENV_RUNNER = task_runner_choice()
+
+
+class PrefectSteps:
+    """The run's steps as task runs: validation concurrently on the flow's task runner, each
+    processed partition's outcome as a task run named after its key."""
+
+    def plan(self, settings: Settings, request: pipeline.Request) -> pipeline.RunPlan:
+        return plan_partitions(settings, request)
+
+    def validate(self, settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
+        return _validate_all(settings, plan)
+
+    def commit(
+        self, settings: Settings, plan: pipeline.RunPlan, validated: list[pipeline.Validated]
+    ) -> CommitResult:
+        return commit_run(settings, plan, validated)
+
+    def issue(self, settings: Settings) -> list[str]:
+        return issue_batch(settings)
+
+    def settle(self, outcomes: list[pipeline.Outcome]) -> None:
+        for o in outcomes:
+            partition_outcome(o.key, o.status, o.error, return_state=True)
+
+    def report(self, settings: Settings, result: CommitResult, title: str) -> None:
+        report(settings, [result], title=title)
+
+
+def _final_state(result: CommitResult) -> State[CommitResult] | CommitResult:
+    """A night with a failed partition ends Failed (after the rest is committed, paid and
+    reported), so that Prefect's automations and notifications on a failed flow run fire."""
+    failed = result.partitions.get("failed", [])
+    if not failed:
+        return result
+    done = len(failed) + len(result.partitions.get("succeeded", []))
+    reasons = "; ".join(f"{k}: {result.errors.get(k, 'failed')[:200]}" for k in failed[:5])
+    more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+    return Failed(
+        message=f"{len(failed)} of {done} partitions failed: {reasons}{more}", data=result
+    )
 
 
 @flow(
@@ -289,31 +333,62 @@ def nightly(
     warehouse: str | None = None,
     outbox: str | None = None,
     staging: str | None = None,
-) -> CommitResult:
-    """``claims run`` / ``claims rerun``: every ready partition not yet done with its content."""
+) -> CommitResult | State[CommitResult]:
+    """``claims run`` / ``claims rerun``: every ready partition not yet done with its content.
+
+    Retried (Prefect's retry of a failed flow run), it re-processes the partitions that failed
+    in this flow run, and nothing that succeeded.
+    """
     settings = _settings(landing, warehouse, outbox, staging)
-    day = _as_date(as_of)
-    logger = get_run_logger()
-    with run_lock(settings.warehouse, settings.lock_timeout_s):
-        plan = plan_partitions(settings, command, day, rerun_keys, rerun_failed)
-        validated = _validate_all(settings, plan)
-        result = commit_run(settings, plan, validated)
-        issue_batch(settings)
-        pipeline.cleanup(plan)
-        path = report(settings, [result], title=f"claims {command} {day.isoformat()}")
-    logger.info(
-        "committed %s: %d partition(s) succeeded, %d failed, %d skipped; batch %s; report %s",
+    request = pipeline.Request(
+        command,
+        _as_date(as_of),
+        rerun_keys,
+        rerun_failed,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        retry=(flow_run.run_count or 1) > 1,
+    )
+    result = pipeline.run_steps(settings, PrefectSteps(), request)
+    get_run_logger().info(
+        "committed %s: %d partition(s) succeeded, %d failed, %d skipped; batch %s",
         result.run_id,
         len(result.partitions.get("succeeded", [])),
         len(result.partitions.get("failed", [])),
         len(result.partitions.get("skipped", [])),
         result.batch_id or "none",
-        path,
     )
-    return result
+    return _final_state(result)
 
 
-def nightly_for(settings: Settings) -> Flow[..., CommitResult]:
+def run_nightly(flow: Flow[..., Any], **parameters: Any) -> CommitResult:
+    """Run the nightly flow here and return its figures, also when the night failed (the flow
+    run then ends Failed); an error that stopped it is raised again."""
+    value = _run_for_figures(flow, **parameters)
+    if not isinstance(value, CommitResult):
+        raise StepFailed("the nightly flow returned no figures")
+    return value
+
+
+def run_backfill(**parameters: Any) -> list[CommitResult]:
+    """Run the backfill flow here and return each chunk's figures, also when a partition
+    failed (the flow run then ends Failed); an error that stopped it is raised again."""
+    value = _run_for_figures(backfill, **parameters)
+    if not isinstance(value, list):
+        raise StepFailed("the backfill flow returned no figures")
+    return value
+
+
+def _run_for_figures(flow: Flow[..., Any], **parameters: Any) -> Any:
+    state = cast(State[Any], flow(return_state=True, **parameters))
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, BaseException):
+        raise value
+    if value is None:
+        raise StepFailed(f"the flow run ended {state.type.value}: {scrub(state.message or '')}")
+    return value
+
+
+def nightly_for(settings: Settings) -> Flow[..., Any]:
     """The nightly flow with the task runner ``settings`` ask for."""
     if (settings.task_runner, settings.dask_address) == _ENV_RUNNER:
         return nightly
@@ -349,17 +424,21 @@ def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipelin
     return validated
 
 
+class _InlineSteps(pipeline.LocalSteps):
+    """A backfill chunk's steps in this thread (one task run per chunk keeps a long backfill
+    off Prefect's per-task overhead: platform-facts, >1 000 task runs stall); an I/O error that
+    outlives nothing fails only its partition, as in the nightly run."""
+
+    def validate(self, settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
+        return _validate_inline(settings, plan)
+
+
 @task(task_run_name="{chunk.label}", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
 def backfill_chunk(settings: Settings, chunk: pipeline.Chunk) -> CommitResult:
-    """One chunk of a backfill's feed dates: plan, validate its partitions, one commit, issue."""
-    plan = pipeline.plan_run(
-        settings, command="backfill", as_of=chunk.last, feed_dates=(chunk.first, chunk.last)
-    )
-    result = pipeline.commit(settings, plan, _validate_inline(settings, plan))
-    pipeline.issue(settings)
-    pipeline.cleanup(plan)
-    return result
+    """One chunk of a backfill's feed dates: the run's one sequence of steps, one commit."""
+    request = pipeline.Request("backfill", chunk.last, feed_dates=(chunk.first, chunk.last))
+    return pipeline.run_steps(settings, _InlineSteps(), request)
 
 
 @flow(
@@ -376,7 +455,7 @@ def backfill(
     outbox: str | None = None,
     staging: str | None = None,
     chunk_days: int = pipeline.DEFAULT_CHUNK_DAYS,
-) -> list[CommitResult]:
+) -> list[CommitResult] | State[list[CommitResult]]:
     """``claims backfill``: feed dates in order, one commit per chunk of up to ``chunk_days``
     dates (one task run each), resumable after a kill.
 
@@ -387,12 +466,14 @@ def backfill(
     first, last = _as_date(date_from), _as_date(date_to)
     logger = get_run_logger()
     results = []
+    pipeline.check_landing(settings)
     # One warehouse connection for every date: each close would checkpoint the log into the
     # file, a second per date of rewriting the same blocks (docs/benchmarks.md).
     with (
         run_lock(settings.warehouse, settings.lock_timeout_s),
         warehouse_session(settings.warehouse),
     ):
+        pipeline.check_pairing(settings)
         chunks = pipeline.backfill_chunks(settings, first, last, int(chunk_days))
         with progress("backfill chunks", len(chunks)) as advance:
             for chunk in chunks:
@@ -400,14 +481,49 @@ def backfill(
                 advance()
         if results:
             report(settings, results, title=f"claims backfill {first} to {last}")
+    failed = [k for r in results for k in r.partitions.get("failed", [])]
     logger.info(
         "backfill %s to %s: %d chunk(s), %d failed partition(s)",
         first,
         last,
         len(results),
-        sum(len(r.partitions.get("failed", [])) for r in results),
+        len(failed),
     )
+    for key in failed:
+        logger.warning("partition %s failed: %s", key, _error_of(results, key))
+    if failed:
+        # Like a bad night: the good chunks are committed and paid; the flow run says what failed.
+        reasons = "; ".join(f"{k}: {_error_of(results, k)[:200]}" for k in failed[:5])
+        more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+        return Failed(message=f"{len(failed)} partition(s) failed: {reasons}{more}", data=results)
     return results
+
+
+def _error_of(results: list[CommitResult], key: str) -> str:
+    return next((r.errors[key] for r in results if key in r.errors), "failed")
+
+
+def record_refused(parameters: dict[str, Any], reason: str) -> None:
+    """With a Prefect server configured, a run refused by the warehouse's lock leaves a flow run
+    there, in a terminal state (Cancelled: nothing was done, another run is working) saying
+    so."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    from prefect.states import Cancelled
+
+    if not PREFECT_API_URL.value():
+        return  # no server configured: nothing would keep the record
+    command = str(parameters.get("command") or "run")
+    day = _as_date(parameters.get("as_of")).isoformat()
+    params = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in parameters.items()}
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(
+            nightly,
+            name=f"{command}-{day}-refused",
+            parameters=params,
+            state=Cancelled(message=f"refused: {scrub(reason)[:400]}"),
+        )
+        client.update_flow_run(run.id, name=f"{command}-{day}-{str(run.id)[:8]}")
 
 
 def connect_api() -> None:

@@ -1,4 +1,4 @@
-"""A whole run without Prefect, in this thread: the same steps the flows call as tasks."""
+"""A whole run without Prefect, in this thread: the same sequence the flows run as tasks."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from datetime import date
 from config.settings import Settings
 from outbox.summary import CommitResult
 from pipeline.backfill import DEFAULT_CHUNK_DAYS, backfill_chunks
-from pipeline.pay import issue
-from pipeline.plan import cleanup, plan_run
-from pipeline.validate import validate_partition, validate_snapshot
-from pipeline.write import commit
+from pipeline.sequence import LocalSteps, Request, run_steps
 from storage.lock import run_lock
 from storage.warehouse import warehouse_session
 
@@ -28,31 +25,8 @@ def run_local(
 
     For tests, benchmarks and debugging; the flows add task names, retries and concurrency.
     """
-    with run_lock(settings.warehouse, settings.lock_timeout_s):
-        plan = plan_run(
-            settings,
-            command=command,
-            as_of=as_of,
-            rerun_keys=rerun_keys,
-            rerun_failed=rerun_failed,
-            feed_dates=feed_dates,
-        )
-        validated = [
-            validate_partition(partition, work_dir=plan.work_dir, registry_file=plan.registry_file)
-            for partition in plan.discharges
-        ]
-        if plan.snapshot is not None:
-            validated.append(
-                validate_snapshot(
-                    plan.snapshot,
-                    work_dir=plan.work_dir,
-                    threshold=settings.snapshot_reject_threshold,
-                )
-            )
-        result = commit(settings, plan, validated)
-        issue(settings)
-        cleanup(plan)
-        return result
+    request = Request(command, as_of, rerun_keys, rerun_failed, feed_dates)
+    return run_steps(settings, LocalSteps(), request)
 
 
 def backfill_local(

@@ -45,6 +45,7 @@ class RunPlan:
     ignored: list[str] = field(default_factory=list)
     reissued: list[str] = field(default_factory=list)
     ready_snapshots: list[tuple[str, date]] = field(default_factory=list)
+    flow_run_id: str | None = None  # the Prefect flow run that commits it, if any
 
 
 def new_run_id(started: datetime) -> str:
@@ -68,6 +69,7 @@ def plan_run(
     rerun_failed: bool = False,
     feed_dates: tuple[date, date] | None = None,
     run_id: str | None = None,
+    flow_run_id: str | None = None,
 ) -> RunPlan:
     """Decide what this run processes, recover what a killed run left, record waiting folders.
 
@@ -129,6 +131,7 @@ def plan_run(
         ignored=[scrub(i) for i in found.ignored],
         reissued=reissued,
         ready_snapshots=[(p.key, p.day) for p in found.snapshots if p.is_ready],
+        flow_run_id=flow_run_id,
     )
 
 

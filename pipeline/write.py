@@ -111,6 +111,7 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
             started_at=plan.started_at,
             batch_id=result.batch_id,
             summary_json=result.to_json(),
+            flow_run_id=plan.flow_run_id,
         )
         # The run's entries, hashed and chained to the previous run's seal (migration 007).
         seal_run(con, run_id=plan.run_id, at=at)

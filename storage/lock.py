@@ -10,7 +10,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,8 +27,16 @@ def lock_path(warehouse: Path) -> Path:
 
 
 @contextmanager
-def run_lock(warehouse: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator[None]:
-    """Hold the warehouse's run lock; re-entrant within one thread (the CLI and its flow)."""
+def run_lock(
+    warehouse: Path,
+    timeout_s: float,
+    poll_s: float = 0.2,
+    on_wait: Callable[[int | None], None] | None = None,
+) -> Iterator[None]:
+    """Hold the warehouse's run lock; re-entrant within one thread (the CLI and its flow).
+
+    ``on_wait(pid)`` is called once, at once, if another run holds it (``pid``: that run's
+    process, if known), so that a waiting run can say so."""
     path = lock_path(warehouse).resolve()
     me = (path, threading.get_ident())
     with _guard:
@@ -54,6 +62,9 @@ def run_lock(warehouse: Path, timeout_s: float, poll_s: float = 0.2) -> Iterator
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(lock_holder(warehouse))
+                    on_wait = None
                 if time.monotonic() >= deadline:
                     raise WarehouseBusy(
                         f"another claims run holds {warehouse.name}; waited {timeout_s:.0f} s. "
@@ -90,3 +101,12 @@ def is_locked(warehouse: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def lock_holder(warehouse: Path) -> int | None:
+    """The process id the holder of the run lock wrote, if readable."""
+    try:
+        text = lock_path(warehouse).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

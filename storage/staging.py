@@ -82,7 +82,8 @@ def _upsert_state(
     count_attempt: bool = False,
     retry: bool = False,
 ) -> None:
-    """Write a partition's latest state; attempts count tries of the same content."""
+    """Write a partition's latest state; attempts count every time a run processed the
+    partition (a re-run, a re-delivery), so that the status table shows how many it took."""
     con.execute(
         """
         INSERT INTO partition_state AS p (kind, partition_key, day, source, status, content_hash,
@@ -93,10 +94,7 @@ def _upsert_state(
             $run_id, $now)
         ON CONFLICT (kind, partition_key) DO UPDATE SET
             status = excluded.status,
-            attempts = CASE
-                WHEN NOT $count THEN p.attempts
-                WHEN p.content_hash IS NOT DISTINCT FROM excluded.content_hash THEN p.attempts + 1
-                ELSE 1 END,
+            attempts = CASE WHEN $count THEN p.attempts + 1 ELSE p.attempts END,
             content_hash = coalesce(excluded.content_hash, p.content_hash),
             applied_hash = CASE WHEN $set_applied THEN excluded.applied_hash
                                 ELSE p.applied_hash END,

@@ -587,6 +587,7 @@ def test_every_paying_command_refuses_a_warehouse_behind_its_outbox(
     landing = build_landing(tmp_path / "w", nights=2, failing_night=None)
     first, second = landing.feed_dates
     paths = landing.cli_paths()
+    assert claims_cli("init", *paths).exit_code == 0
     assert claims_cli("run", "--date", first, *paths).exit_code == 0
     assert claims_cli("backup", "--to", tmp_path / "b", *paths).exit_code == 0
     assert claims_cli("run", "--date", second, *paths).exit_code == 0

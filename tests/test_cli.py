@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 from rich.console import Console
-from test_flows import START, build_landing, key, partition_status, query
+from test_flows import START, build_landing, initialised, key, partition_status, query
 from typer.testing import CliRunner
 
 import claims.options as cli_module
@@ -125,21 +125,85 @@ def test_bad_configuration_exits_2(claims: Invoke, untouched: Any, tmp_path: Pat
     assert claims("demo", "--folder", tmp_path / "demo", "--nights", "1").exit_code == 2
 
 
-def test_status_before_anything_ran(claims: Invoke, untouched: Any) -> None:
-    result = claims("status", *untouched.cli_paths())
-    assert result.exit_code == 0 and "nothing has run" in result.output
+MISSING_WAREHOUSE = {
+    "run": ["run"],
+    "rerun": ["rerun", "--partition", key(START, "SHYB")],
+    "rerun --failed": ["rerun", "--failed"],
+    "backfill": ["backfill", "--from", "2026-03-02", "--to", "2026-03-03"],
+    "status": ["status"],
+    "quarantine": ["quarantine", "--partition", key(START, "SHYB")],
+    "explain": ["explain", "--stay", "H310101001/S1"],
+    "serve": ["serve"],
+}
+
+
+@pytest.mark.parametrize("args", MISSING_WAREHOUSE.values(), ids=MISSING_WAREHOUSE.keys())
+def test_a_missing_warehouse_is_refused_creating_nothing(
+    claims: Invoke, untouched: Any, tmp_path: Path, args: list[str]
+) -> None:
+    """Only `claims init` makes a warehouse: a mistyped path must not start an empty ledger."""
+    wrong = tmp_path / "typo" / "warehouse.duckdb"
+    paths = ["--landing", untouched.settings.landing, "--warehouse", wrong]
+    result = claims(*args, *paths, "--outbox", tmp_path / "outbox")
+    assert result.exit_code == 2, result.output
+    assert str(wrong) in result.output.replace("\n", "") and "claims init" in result.output
+    assert list(tmp_path.iterdir()) == []  # no file, no folder
+
+
+def test_init_creates_the_warehouse_paired_with_its_outbox(
+    claims: Invoke, untouched: Any, tmp_path: Path
+) -> None:
+    paths = untouched.cli_paths()
+    folder = tmp_path / "w"
+    own = ["--landing", untouched.settings.landing, "--warehouse", folder / "w.duckdb"]
+    made = claims("init", *own, "--outbox", folder / "outbox")
+    assert made.exit_code == 0, made.output
+    assert (folder / "w.duckdb").is_file() and (folder / "outbox" / "_warehouse.json").is_file()
+    again = claims("init", *own, "--outbox", folder / "outbox")
+    assert again.exit_code == 0 and "already exists" in again.output
+    status = claims("status", *own, "--outbox", folder / "outbox")
+    assert status.exit_code == 0 and "no partitions yet" in status.output
+    # A second, new warehouse beside an outbox that belongs to the first: refused.
+    other = claims(
+        "init", *paths[:2], "--warehouse", tmp_path / "x.duckdb", "--outbox", folder / "outbox"
+    )
+    assert other.exit_code == 2 and "another warehouse" in other.output
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+LANDINGS = {"missing": "nowhere", "without feeds": "empty"}
+
+
+@pytest.mark.parametrize("name", LANDINGS.values(), ids=LANDINGS.keys())
+def test_a_landing_folder_without_feeds_is_refused(
+    claims: Invoke, tmp_path: Path, name: str
+) -> None:
+    landing = initialised(build_landing(tmp_path / "real", nights=1, failing_night=None))
+    wrong = tmp_path / name
+    if name == "empty":
+        (wrong / "discharge").mkdir(parents=True)  # a typo: none of the feed folders
+    before = outbox_files(landing.settings.outbox)
+    args = ["--landing", wrong, *landing.cli_paths()[2:]]
+    for command in (["run"], ["rerun", "--failed"], ["backfill", "--from", START, "--to", START]):
+        result = claims(*command, *args)
+        assert result.exit_code == 2, result.output
+        assert "landing folder" in result.output
+    assert outbox_files(landing.settings.outbox) == before
+    assert partition_status(landing.settings.warehouse) == {}
 
 
 def test_serve_registers_the_nightly_schedule(
-    claims: Invoke, untouched: Any, monkeypatch: pytest.MonkeyPatch
+    claims: Invoke, inited: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``claims serve`` hands ``0 2 * * *`` Asia/Shanghai and the paths to ``nightly.serve``."""
     import flows.deploy
 
+    untouched = inited
     served: dict[str, Any] = {}
     monkeypatch.setattr(flows.deploy.nightly, "serve", lambda **kw: served.update(kw))
     assert claims("serve", *untouched.cli_paths()).exit_code == 0
-    assert served["name"] == "claims-nightly"
+    assert served["name"] == "serve"
+    assert served["global_limit"].limit == 1  # one run at a time, the next one queued
     (schedule,) = served["schedules"]
     assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "Asia/Shanghai")
     assert served["parameters"] == untouched.paths()
@@ -155,8 +219,14 @@ def test_serve_registers_the_nightly_schedule(
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def inited(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A landing folder and a warehouse made by `claims init`, nothing run yet."""
+    return initialised(build_landing(tmp_path_factory.mktemp("inited")))
+
+
 @pytest.fixture
-def held(untouched: Any) -> Iterator[subprocess.Popen[str]]:
+def held(inited: Any) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the warehouse's run lock, as a running `claims run` does."""
     holder = subprocess.Popen(
         [
@@ -165,7 +235,7 @@ def held(untouched: Any) -> Iterator[subprocess.Popen[str]]:
             "import sys, time; from pathlib import Path; from storage.lock import run_lock\n"
             "with run_lock(Path(sys.argv[1]), 0):\n"
             "    print('held', flush=True); time.sleep(120)",
-            str(untouched.settings.warehouse),
+            str(inited.settings.warehouse),
         ],
         cwd=PROJECT,
         stdout=subprocess.PIPE,
@@ -189,16 +259,27 @@ def held(untouched: Any) -> Iterator[subprocess.Popen[str]]:
     ids=["run", "rerun", "backfill"],
 )
 def test_a_second_run_waits_then_exits_3_having_changed_nothing(
-    claims: Invoke, untouched: Any, held: subprocess.Popen[str], args: list[str]
+    claims: Invoke, inited: Any, held: subprocess.Popen[str], args: list[str]
 ) -> None:
+    before = outbox_files(inited.settings.outbox)
     started = time.monotonic()
-    result = claims(*args, *untouched.cli_paths(), env={"CLAIMS_LOCK_TIMEOUT": "1"})
+    result = claims(*args, *inited.cli_paths(), env={"CLAIMS_LOCK_TIMEOUT": "1"})
     waited = time.monotonic() - started
     assert result.exit_code == 3, result.output
+    # It says at once that it waits, and for whom.
+    assert f"waiting up to 1 s for another claims run (process {held.pid})" in result.output
     assert "busy" in result.output and "CLAIMS_LOCK_TIMEOUT" in result.output
     assert 1 <= waited < 10
-    assert not untouched.settings.warehouse.exists()
-    assert outbox_files(untouched.settings.outbox) == []
+    assert partition_status(inited.settings.warehouse) == {}
+    assert outbox_files(inited.settings.outbox) == before
+
+
+def test_status_shows_a_run_in_progress(
+    claims: Invoke, inited: Any, held: subprocess.Popen[str]
+) -> None:
+    result = claims("status", *inited.cli_paths())
+    assert result.exit_code == 0, result.output
+    assert f"A run is in progress on warehouse.duckdb (process {held.pid})" in result.output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +293,7 @@ def test_the_morning_after_a_bad_night(
 ) -> None:
     """run → 1 (one partition failed, the rest paid) → status 1 → quarantine → explain →
     the partition re-delivered → rerun → 0, status 0."""
-    landing = build_landing(tmp_path)
+    landing = initialised(build_landing(tmp_path))
     paths = landing.cli_paths()
     warehouse = landing.settings.warehouse
     failing = landing.failing
@@ -282,7 +363,7 @@ def test_the_morning_after_a_bad_night(
 def test_backfill_commits_once_per_date_and_resumes(
     claims: Invoke, tmp_path: Path, prefect_harness: None
 ) -> None:
-    landing = build_landing(tmp_path, nights=3, failing_night=None, sources=("SHYB",))
+    landing = initialised(build_landing(tmp_path, nights=3, failing_night=None, sources=("SHYB",)))
     first, last = landing.feed_dates[0], landing.feed_dates[-1]
     warehouse = landing.settings.warehouse
 
@@ -326,6 +407,8 @@ def test_backfill_commits_a_chunk_of_dates_at_once(
     landing = build_landing(tmp_path / "chunked", nights=3, failing_night=None, sources=("SHYB",))
     by_date = build_landing(tmp_path / "by-date", nights=3, failing_night=None, sources=("SHYB",))
     first, last = landing.feed_dates[0], landing.feed_dates[-1]
+    for each in (landing, by_date):
+        assert claims("init", *each.cli_paths()).exit_code == 0
     result = claims("backfill", "--from", first, "--to", last, *landing.cli_paths())
     assert result.exit_code == 0, result.output
     runs = query(landing.settings.warehouse, "SELECT command, as_of_date, batch_id FROM runs")
@@ -375,7 +458,7 @@ def test_a_killed_run_leaves_nothing_stuck(
     meanwhile exits 3; the next clean run ends exactly where a run without the kill ends."""
     from prefect.settings import PREFECT_API_URL
 
-    killed = build_landing(tmp_path / "killed", failing_night=None)
+    killed = initialised(build_landing(tmp_path / "killed", failing_night=None))
     reference = tmp_path / "reference"
     shutil.copytree(killed.settings.landing, reference / "landing")
     day = killed.feed_dates[-1]
@@ -420,6 +503,12 @@ def test_a_killed_run_leaves_nothing_stuck(
     assert clean.exit_code == 0, clean.output
     assert "running" not in partition_status(warehouse).values()
 
+    assert (
+        claims(
+            "init", "--warehouse", reference / "w.duckdb", "--outbox", reference / "outbox"
+        ).exit_code
+        == 0
+    )
     ref_paths = [
         "--landing",
         reference / "landing",
@@ -430,3 +519,78 @@ def test_a_killed_run_leaves_nothing_stuck(
     ]
     assert claims("run", "--date", day, *ref_paths).exit_code == 0
     assert views_of(warehouse) == views_of(reference / "w.duckdb")
+
+
+def test_a_warehouse_not_paired_with_the_outbox_never_pays_again(
+    claims: Invoke, tmp_path: Path
+) -> None:
+    """The outbox records its warehouse: a run from another one (a mistyped path to an older
+    file, a copy) stops with exit 2 before writing anything, so no stay is paid twice."""
+    import pipeline
+
+    landing = initialised(build_landing(tmp_path / "real", nights=1, failing_night=None))
+    pipeline.run_local(landing.settings, as_of=START)
+    outbox = landing.settings.outbox
+    paid = outbox_files(outbox)
+    assert any(p.name == "_manifest.json" for p in paid)
+
+    other = tmp_path / "other.duckdb"
+    assert claims("init", "--warehouse", other, "--outbox", tmp_path / "own").exit_code == 0
+    before = other.read_bytes()
+    wrong = [*landing.cli_paths()[:2], "--warehouse", other, "--outbox", outbox]
+    for command in (["run", "--date", START], ["rerun", "--partition", key(START, "SHYB")]):
+        result = claims(*command, *wrong)
+        assert result.exit_code == 2, result.output
+        assert "belongs to another warehouse" in result.output
+    assert outbox_files(outbox) == paid and other.read_bytes() == before
+
+    # The library path refuses it too (and pairs an outbox that records none on first write).
+    with pytest.raises(Exception, match="belongs to another warehouse"):
+        pipeline.run_local(
+            landing.settings.__class__.build(landing.settings.landing, other, outbox), as_of=START
+        )
+    assert outbox_files(outbox) == paid
+
+
+def test_rerun_failed_with_nothing_failed_says_so_without_starting_prefect(
+    tmp_path: Path,
+) -> None:
+    import pipeline
+
+    landing = initialised(build_landing(tmp_path, nights=1, failing_night=None))
+    pipeline.run_local(landing.settings, as_of=START)
+    code = (
+        "import sys\nfrom claims.cli import main\n"
+        "sys.argv = ['claims', 'rerun', '--failed', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n"
+        "    print('exit', e.code, 'prefect' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, landing.cli_paths())],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Nothing failed" in done.stdout, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("exit 0 False")  # Prefect was never imported
+
+
+def test_every_help_shows_its_defaults(claims: Invoke) -> None:
+    """Rich markup must not swallow a bracketed default ("Landing folder ." was the symptom)."""
+    from claims.cli import app
+
+    commands = [
+        c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands
+    ]
+    assert {"run", "rerun", "backfill", "init", "status", "serve", "deploy"} <= set(commands)
+    for command in commands:
+        shown = " ".join(claims(command, "--help", env={"COLUMNS": "300"}).output.split())
+        assert " . " not in shown and "folder ." not in shown, (command, shown)
+        if "--landing" in shown:
+            assert "data/landing" in shown and "data/warehouse.duckdb" in shown, command
+            assert "data/outbox" in shown, command
+        if "--date" in shown and command in ("run", "status"):
+            assert "yesterday, Asia/Shanghai" in shown, command
+    backfill = claims("backfill", "--help", env={"COLUMNS": "300"}).output
+    assert "from --from to --to" in " ".join(backfill.split())

@@ -1,4 +1,4 @@
-"""Validation on a Dask cluster (prefect-dask's ``DaskTaskRunner``), chosen by configuration.
+"""Validation on a Dask cluster (``flows.cluster.DaskValidation``), chosen by configuration.
 
 Partitions of a night are independent until the warehouse write: workers read, validate and
 stage them under the staging folder, and the one writer (the ``commit`` task, in the flow's
@@ -18,7 +18,7 @@ from typing import Any
 import cloudpickle
 import pytest
 from test_cli import Invoke, claims  # noqa: F401  (the fixture)
-from test_flows import build_landing, population, query
+from test_flows import build_landing, initialised, population, query
 
 from config.settings import ConfigError, Settings
 from landing.partitions import Partition
@@ -32,8 +32,8 @@ def test_threads_by_default_dask_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
-    from prefect_dask import DaskTaskRunner
 
+    from flows.cluster import DaskValidation
     from flows.nightly import nightly, nightly_for
 
     for name in ("CLAIMS_TASK_RUNNER", "CLAIMS_DASK_ADDRESS"):
@@ -50,14 +50,16 @@ def test_threads_by_default_dask_when_asked(
         Settings.build(warehouse=wh, task_runner="dask", dask_address="tcp://scheduler:8786")
     )
     assert remote.name == nightly.name == "claims-nightly"
-    assert isinstance(remote.task_runner, DaskTaskRunner)
+    assert isinstance(remote.task_runner, DaskValidation)
     assert remote.task_runner.address == "tcp://scheduler:8786"
 
     # Dask without a scheduler: a temporary cluster here, one single-threaded process per core.
     local = nightly_for(Settings.build(warehouse=wh, task_runner="dask")).task_runner
-    assert isinstance(local, DaskTaskRunner) and local.address is None
+    assert isinstance(local, DaskValidation) and local.address is None
     assert local.cluster_kwargs["processes"] is True
     assert local.cluster_kwargs["threads_per_worker"] == 1
+    assert local.cluster_kwargs["dashboard_address"] is None  # no dashboard on every interface
+    assert local.cluster_kwargs["host"] == "127.0.0.1"
 
     # The variables: an address alone means dask; an explicit runner wins.
     monkeypatch.setenv("CLAIMS_DASK_ADDRESS", "tls://scheduler.example:8786")
@@ -133,9 +135,12 @@ def test_a_night_on_a_dask_cluster_equals_the_night_on_local_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from distributed import Client, LocalCluster
-    from prefect_dask import DaskTaskRunner
 
-    threads = build_landing(tmp_path / "threads")  # 2 nights × 2 sources, one partition failing
+    from flows.cluster import DaskValidation
+
+    threads = initialised(
+        build_landing(tmp_path / "threads")
+    )  # 2 nights × 2 sources, one partition failing
     day = threads.feed_dates[-1]
     root = tmp_path / "dask"
     shutil.copytree(threads.settings.landing, root / "landing")
@@ -145,17 +150,15 @@ def test_a_night_on_a_dask_cluster_equals_the_night_on_local_threads(
         *("--outbox", root / "outbox", "--staging", shared),
     ]
 
-    # What the flow hands to the cluster, as the Dask task runner receives it.
+    # What the flow hands to the cluster: a plain function (no Prefect task) and its inputs.
     sent: list[tuple[str, dict[str, Any]]] = []
-    submit = DaskTaskRunner.submit
+    call = DaskValidation.call
 
-    def recording_submit(
-        self: Any, task: Any, parameters: dict[str, Any], *a: Any, **kw: Any
-    ) -> Any:
-        sent.append((task.name, dict(parameters)))
-        return submit(self, task, parameters, *a, **kw)
+    def recording_call(self: Any, fn: Any, ref: Any, **kw: Any) -> Any:
+        sent.append((fn.__name__, {"ref": ref, **kw}))
+        return call(self, fn, ref, **kw)
 
-    monkeypatch.setattr(DaskTaskRunner, "submit", recording_submit)
+    monkeypatch.setattr(DaskValidation, "call", recording_call)
 
     with (
         LocalCluster(
@@ -170,7 +173,7 @@ def test_a_night_on_a_dask_cluster_equals_the_night_on_local_threads(
         # A long-lived cluster has imported the project already: warm the workers up while
         # the local-threads run goes on (a cold worker imports Prefect, polars and pandera).
         warm = [
-            client.submit(importlib.import_module, "flows.nightly", workers=[w], pure=False)
+            client.submit(importlib.import_module, "pipeline", workers=[w], pure=False)
             for w in cluster.scheduler_info["workers"]
         ]
 
@@ -179,22 +182,24 @@ def test_a_night_on_a_dask_cluster_equals_the_night_on_local_threads(
 
         client.gather(warm)
         address = cluster.scheduler_address
+        assert claims("init", *on_dask[2:6]).exit_code == 0
         remote = claims(
             "run", "--date", day, *on_dask, "--task-runner", "dask", "--dask-address", address
         )
         assert remote.exit_code == 1, remote.output
-        # Every validation ran in a worker process (besides the two warm-ups).
+        # Every validation ran in a worker process (besides the two warm-ups), and no worker
+        # imported Prefect: it needs no Prefect API, so it starts no server of its own.
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+        prefect_on_workers = client.run(lambda: "prefect" in __import__("sys").modules)
     assert sum(executed.values()) == len(warm) + len(threads.keys) + 1, executed
+    assert not any(prefect_on_workers.values()), prefect_on_workers
 
     assert views(root / "warehouse.duckdb") == views(threads.settings.warehouse)
 
     # One task run per partition, each sent a Partition and paths: small, picklable, and
     # without personal data.
     names = sorted(name for name, _ in sent)
-    assert names == sorted(
-        ["validate_discharge_partition"] * len(threads.keys) + ["validate_enrollment_snapshot"]
-    )
+    assert names == sorted(["validate_partition"] * len(threads.keys) + ["validate_snapshot"])
     ids = population().enrollments.get_column("national_id").unique().to_list()
     for _, parameters in sent:
         assert isinstance(parameters["ref"], Partition)

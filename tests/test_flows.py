@@ -134,6 +134,12 @@ def build_landing(
     return landing
 
 
+def initialised(landing: Landing) -> Landing:
+    """``claims init`` for the landing's warehouse and outbox (the command line requires it)."""
+    pipeline.init_warehouse(landing.settings)
+    return landing
+
+
 def query(warehouse: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     """Rows of a read-only query on the warehouse file."""
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -355,14 +361,20 @@ def artifacts_of(client: Any, flow_run_id: Any) -> list[Any]:
     )
 
 
-@pytest.mark.e2e
-def test_nightly_flow_reads_like_the_partition_table(tmp_path: Path, prefect_client: Any) -> None:
+def run_flow(**parameters: Any) -> tuple[CommitResult, Any]:
+    """The nightly flow, here: its figures and its final state."""
     from flows.nightly import nightly
 
+    state = nightly(return_state=True, **parameters)
+    return state.result(raise_on_failure=False), state
+
+
+@pytest.mark.e2e
+def test_nightly_flow_reads_like_the_partition_table(tmp_path: Path, prefect_client: Any) -> None:
     landing = build_landing(tmp_path)
     day = landing.feed_dates[-1]
     # A deployment passes the date as a string (parameters are JSON).
-    result = nightly(as_of=day.isoformat(), command="run", **landing.paths())
+    result, state = run_flow(as_of=day.isoformat(), command="run", **landing.paths())
 
     assert landing.failing is not None
     assert result.partitions["failed"] == [landing.failing]
@@ -371,20 +383,32 @@ def test_nightly_flow_reads_like_the_partition_table(tmp_path: Path, prefect_cli
     )
     assert result.entries > 0 and result.batch_id
 
-    run = flow_run_of(prefect_client, f"run-{day.isoformat()}")
-    assert run.state.is_completed()
+    # The flow run ends Failed, after the rest was committed, paid and reported, saying which
+    # partition failed and why; its name is unique.
+    run = prefect_client.read_flow_run(state.state_details.flow_run_id)
+    assert run.state.is_failed()
+    assert run.state.message.startswith(
+        f"1 of 5 partitions failed: {landing.failing}: reject_threshold: "
+    )
+    assert run.name == f"run-{day.isoformat()}-{str(run.id)[:8]}"
     tasks = task_runs_of(prefect_client, run.id)
+    partitions = [*landing.keys, f"snapshot_date={SNAPSHOT}"]
     assert set(tasks) == {
         "plan",
-        *landing.keys,
-        f"snapshot_date={SNAPSHOT}",
+        *partitions,
+        *(f"validate {k}" for k in partitions),
         "commit",
         "issue-batch",
         "report",
     }
+    # Each partition's own task run ends as the partition did; the failed one says why.
+    failed = tasks[landing.failing]
+    assert failed.state.is_failed()
+    assert failed.state.message.startswith(f"{landing.failing}: reject_threshold: ")
+    assert all(tasks[k].state.is_completed() for k in partitions if k != landing.failing)
     # A data error is an outcome, not an exception: never retried.
-    assert tasks[landing.failing].state.is_completed()
-    assert tasks[landing.failing].run_count == 1
+    assert tasks[f"validate {landing.failing}"].run_count == 1
+    assert warning_about(prefect_client, run.id, landing.failing), "no WARNING names it"
 
     (artifact,) = artifacts_of(prefect_client, run.id)
     assert artifact.key == "claims-run-report" and artifact.type == "markdown"
@@ -394,11 +418,35 @@ def test_nightly_flow_reads_like_the_partition_table(tmp_path: Path, prefect_cli
     report = landing.settings.outbox / "reports" / f"{result.run_id}.html"
     check_report(report, result)
 
-    # The same content again: nothing to do, nothing paid.
-    again = nightly(as_of=day, command="run", **landing.paths())
+    # The same content again: nothing to do, nothing paid, nothing failed: Completed.
+    again, state = run_flow(as_of=day, command="run", **landing.paths())
+    assert state.is_completed()
     assert again.entries == 0 and again.batch_id is None
     assert "failed" not in again.partitions or not again.partitions["failed"]
     assert set(again.partitions["skipped"]) == set(landing.keys) - {landing.failing}
+    second = prefect_client.read_flow_run(state.state_details.flow_run_id)
+    assert second.name != run.name and second.name.startswith(f"run-{day.isoformat()}-")
+
+
+def logs_of(client: Any, flow_run_id: Any) -> list[Any]:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    return client.read_logs(
+        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+    )
+
+
+def warning_about(client: Any, flow_run_id: Any, text: str, wait_s: float = 15) -> bool:
+    """Whether a WARNING log line of the flow run names ``text`` (logs arrive in batches)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        if any(g.level == 30 and text in g.message for g in logs_of(client, flow_run_id)):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
 
 
 @pytest.mark.e2e
@@ -427,15 +475,16 @@ def test_transient_io_errors_are_retried_then_fail_only_their_partition(
         "validate_discharge_partition",
         nightly_module.validate_discharge_partition.with_options(retry_delay_seconds=0),
     )
-    result = nightly(as_of=START, command="run", **landing.paths())
+    result, state = run_flow(as_of=START, command="run", **landing.paths())
 
     assert calls == {flaky: 2, broken: 3}  # retried twice at most
     assert flaky in result.partitions["succeeded"]
     assert result.partitions["failed"] == [broken]
     assert result.errors[broken].startswith("io_error")
     assert result.batch_id  # the rest is committed and paid
-    run = flow_run_of(prefect_client, f"run-{START.isoformat()}")
-    assert task_runs_of(prefect_client, run.id)[flaky].run_count == 2
+    tasks = task_runs_of(prefect_client, state.state_details.flow_run_id)
+    assert tasks[f"validate {flaky}"].run_count == 2
+    assert tasks[broken].state.is_failed() and "io_error" in tasks[broken].state.message
 
     # An unexpected error is not retried, and stops the run with a scrubbed message.
     def crash(ref: Partition, **kw: Any) -> pipeline.Validated:
@@ -450,6 +499,6 @@ def test_transient_io_errors_are_retried_then_fail_only_their_partition(
     assert "310104198001010012" not in str(raised.value) and "张三丰" not in str(raised.value)
     # The killed-by-error run left its partition `running`; the next run takes it up again.
     monkeypatch.setattr(pipeline, "validate_partition", real)
-    retried = nightly(as_of=START, command="run", **landing.paths())
+    retried, _ = run_flow(as_of=START, command="run", **landing.paths())
     assert retried.partitions["succeeded"] == [broken]
     assert set(partition_status(landing.settings.warehouse).values()) == {"succeeded"}

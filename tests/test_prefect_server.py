@@ -25,6 +25,7 @@ from test_flows import (
     artifacts_of,
     build_landing,
     check_report,
+    initialised,
     partition_status,
     query,
     task_runs_of,
@@ -132,7 +133,7 @@ def test_served_deployment_runs_the_night_into_the_warehouse(
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    landing = build_landing(tmp_path / "claims")
+    landing = initialised(build_landing(tmp_path / "claims"))
     day = landing.feed_dates[-1]
     serve_log = tmp_path / "serve.log"
     with serve_log.open("wb") as out:
@@ -157,7 +158,7 @@ def test_served_deployment_runs_the_night_into_the_warehouse(
             def deployment() -> Any:
                 assert serve.poll() is None, f"claims serve exited:\n{_tail(serve_log)}"
                 try:
-                    return client.read_deployment_by_name("claims-nightly/claims-nightly")
+                    return client.read_deployment_by_name("claims-nightly/serve")
                 except ObjectNotFound:
                     return None
 
@@ -177,8 +178,12 @@ def test_served_deployment_runs_the_night_into_the_warehouse(
                 return run if run.state and run.state.is_final() else None
 
             run = _wait("the flow run", finished, 240, serve_log)
-            assert run.state.is_completed(), f"{run.state}\n{_tail(serve_log)}"
-            assert run.name == f"run-{day.isoformat()}"
+            # A night with a failed partition ends Failed, naming it (the rest is paid).
+            assert run.state.is_failed(), f"{run.state}\n{_tail(serve_log)}"
+            assert run.state.message.startswith(
+                f"1 of 5 partitions failed: {landing.failing}: reject_threshold"
+            ), run.state.message
+            assert run.name == f"run-{day.isoformat()}-{str(run.id)[:8]}"
             tasks = task_runs_of(client, run.id)
             assert {*landing.keys, f"snapshot_date={SNAPSHOT}", "commit", "report"} <= set(tasks)
             (artifact,) = artifacts_of(client, run.id)

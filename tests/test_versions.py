@@ -338,11 +338,11 @@ def test_redelivery_replaces_the_partitions_rows(redelivery: Redelivery) -> None
     assert after.outcome("W") == (1, "paid", paid(10))
 
 
-def test_redelivery_is_a_new_content_with_its_own_attempts(redelivery: Redelivery) -> None:
+def test_redelivery_is_a_new_content_and_one_more_attempt(redelivery: Redelivery) -> None:
     run = redelivery.redelivered.run_of(P2)
 
     assert (run["status"], run["rows_read"], run["attempts"], run["error"]) == (
-        "succeeded", 1, 1, ""
+        "succeeded", 1, 2, ""
     )  # fmt: skip
 
 
@@ -380,13 +380,13 @@ def test_failed_partition_waits_for_a_new_delivery_or_an_explicit_rerun(tmp_path
     assert result.partitions["failed"] == [P1]
     assert State.of(settings).run_of(P1)["attempts"] == 2
 
-    # The sender fixes the manifest: a new content, processed by the next run, attempts from 1.
+    # The sender fixes the manifest: a new content, processed by the next run: a third attempt.
     synth.write_manifest(folder)
     result = run_local(settings, as_of=DAY1)
     assert result.partitions["succeeded"] == [P1]
     fixed = State.of(settings)
     run = fixed.run_of(P1)
     assert (run["status"], run["attempts"], run["error"], run["rows_read"]) == (
-        "succeeded", 1, "", 1
+        "succeeded", 3, "", 1
     )  # fmt: skip
     assert fixed.outcome("Y") == (1, "unmatched", 0)  # nobody is enrolled in this landing

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from test_cli import Invoke, claims  # noqa: F401  (the fixture)
-from test_flows import SNAPSHOT, build_landing, partition_status, query, task_runs_of
+from test_flows import SNAPSHOT, build_landing, initialised, partition_status, query, task_runs_of
 from test_prefect_server import (  # noqa: F401  (prefect_server is the fixture)
     BIN,
     _env,
@@ -44,7 +44,7 @@ def test_deploy_registers_to_the_pool_with_the_runner_in_the_job_env(
 
     import flows.deploy
 
-    landing = build_landing(tmp_path, nights=1, failing_night=None)
+    landing = initialised(build_landing(tmp_path, nights=1, failing_night=None))
     deployed: dict[str, Any] = {}
     monkeypatch.setattr(flows.deploy, "_process_pool", lambda pool: deployed.update(pool=pool))
     monkeypatch.setattr(
@@ -64,7 +64,8 @@ def test_deploy_registers_to_the_pool_with_the_runner_in_the_job_env(
     assert result.exit_code == 0, result.output
     assert f"prefect worker start --pool {POOL}" in result.output
     assert deployed["pool"] == deployed["work_pool_name"] == POOL
-    assert deployed["name"] == "claims-nightly"
+    assert deployed["name"] == "pool"  # not the served deployment's name
+    assert deployed["concurrency_limit"].limit == 1
     (schedule,) = deployed["schedules"]
     assert (schedule.cron, schedule.timezone) == ("30 1 * * *", "Asia/Shanghai")
     assert deployed["parameters"] == {**landing.paths(), "staging": str(staging)}
@@ -95,7 +96,7 @@ def test_deploy_registers_to_the_pool_with_the_runner_in_the_job_env(
 def test_deploy_needs_a_prefect_server(claims: Invoke, tmp_path: Path) -> None:  # noqa: F811
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    landing = build_landing(tmp_path, nights=1, failing_night=None)
+    landing = initialised(build_landing(tmp_path, nights=1, failing_night=None))
     # Whatever server this session's other tests started: none here.
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         result = claims("deploy", "--pool", POOL, *landing.cli_paths())
@@ -119,7 +120,7 @@ def test_a_worker_on_the_pool_runs_the_night_into_the_warehouse(
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.workers.process import ProcessWorker
 
-    landing = build_landing(tmp_path / "claims")
+    landing = initialised(build_landing(tmp_path / "claims"))
     settings: Settings = landing.settings
     day = landing.feed_dates[-1]
     home = tmp_path / "prefect-home"
@@ -160,7 +161,7 @@ def test_a_worker_on_the_pool_runs_the_night_into_the_warehouse(
             timeout=300,
         )
         assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
-        registered = client.read_deployment_by_name("claims-nightly/claims-nightly")
+        registered = client.read_deployment_by_name("claims-nightly/pool")
         assert registered.work_pool_name == POOL
         assert registered.entrypoint == "flows.nightly.nightly"
         (schedule,) = registered.schedules
@@ -194,8 +195,12 @@ def test_a_worker_on_the_pool_runs_the_night_into_the_warehouse(
                 return run if run.state and run.state.is_final() else None
 
             run = _wait("the flow run", finished, 420, worker_log)
-            assert run.state.is_completed(), f"{run.state}\n{_tail(worker_log)}"
-            assert run.name == f"run-{day.isoformat()}"
+            # A night with a failed partition ends Failed, naming it (the rest is paid).
+            assert run.state.is_failed(), f"{run.state}\n{_tail(worker_log)}"
+            assert run.state.message.startswith(
+                f"1 of 5 partitions failed: {landing.failing}: reject_threshold"
+            ), run.state.message
+            assert run.name == f"run-{day.isoformat()}-{str(run.id)[:8]}"
             assert run.work_pool_name == POOL
             tasks = task_runs_of(client, run.id)
             assert {*landing.keys, f"snapshot_date={SNAPSHOT}", "commit", "report"} <= set(tasks)

@@ -1,0 +1,154 @@
+"""A run's steps, written once: check → lock → plan → validate → commit → issue → settle →
+report.
+
+``run_steps`` is the sequence; a ``Steps`` says how each step is executed. ``LocalSteps`` calls
+the step functions in this thread (``run_local``: tests, benchmarks, debugging); the Prefect
+flow (``flows/nightly.py``) passes steps that run them as task runs, validation concurrently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Protocol
+
+import pipeline
+from config.settings import Settings
+from outbox.summary import CommitResult
+from pipeline.guard import check_landing, check_pairing
+from pipeline.pay import issue
+from pipeline.plan import RunPlan, cleanup, plan_run
+from pipeline.validate import Validated
+from pipeline.write import commit
+from storage import runs
+from storage.lock import run_lock
+from storage.warehouse import open_warehouse
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a run was asked to do (its command line, or a deployment's parameters)."""
+
+    command: str
+    as_of: date
+    rerun_keys: list[str] | None = None
+    rerun_failed: bool = False
+    feed_dates: tuple[date, date] | None = None
+    flow_run_id: str | None = None  # the Prefect flow run that commits it, if any
+    retry: bool = False  # a retry of that flow run: re-process what failed in it
+
+    @property
+    def title(self) -> str:
+        return f"claims {self.command} {self.as_of.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One processed partition's committed outcome (no personal data)."""
+
+    key: str
+    status: str  # succeeded | failed
+    error: str | None = None
+
+
+class Steps(Protocol):
+    """How each step of a run is executed."""
+
+    def plan(self, settings: Settings, request: Request) -> RunPlan: ...
+
+    def validate(self, settings: Settings, plan: RunPlan) -> list[Validated]: ...
+
+    def commit(
+        self, settings: Settings, plan: RunPlan, validated: list[Validated]
+    ) -> CommitResult: ...
+
+    def issue(self, settings: Settings) -> list[str]: ...
+
+    def settle(self, outcomes: list[Outcome]) -> None: ...
+
+    def report(self, settings: Settings, result: CommitResult, title: str) -> None: ...
+
+
+def outcomes(plan: RunPlan, result: CommitResult) -> list[Outcome]:
+    """What became of each partition the plan processed, as committed (a reject threshold is
+    only decided in the commit)."""
+    failed = set(result.partitions.get("failed", []))
+    keys = [p.key for p in plan.discharges] + ([plan.snapshot.key] if plan.snapshot else [])
+    return [
+        Outcome(k, "failed", result.errors.get(k, "failed"))
+        if k in failed
+        else Outcome(k, "succeeded")
+        for k in keys
+    ]
+
+
+def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResult:
+    """One run: nothing is written before the landing folder and the warehouse–outbox pair
+    check out; then one commit, under the warehouse's run lock."""
+    check_landing(settings)
+    with run_lock(settings.warehouse, settings.lock_timeout_s):
+        check_pairing(settings)
+        plan = steps.plan(settings, request)
+        validated = steps.validate(settings, plan)
+        result = steps.commit(settings, plan, validated)
+        steps.issue(settings)
+        cleanup(plan)
+        steps.settle(outcomes(plan, result))
+        steps.report(settings, result, request.title)
+    return result
+
+
+def plan_request(settings: Settings, request: Request) -> RunPlan:
+    """Plan what ``request`` asks; a retried flow run re-processes the partitions that failed
+    in it, content changed or not, and nothing that succeeded. Under the run lock."""
+    if request.retry and request.flow_run_id is not None:
+        with open_warehouse(settings.warehouse) as con:
+            failed = runs.failed_in_flow_run(con, request.flow_run_id)
+        if failed is not None:  # else it never committed: an ordinary run does what is not done
+            keys = [k for k in failed if k.startswith("feed_date=")]
+            # rerun_keys (even empty) also re-loads a snapshot that failed with this content.
+            request = replace(request, rerun_keys=keys, rerun_failed=False)
+    return plan_run(
+        settings,
+        command=request.command,
+        as_of=request.as_of,
+        rerun_keys=request.rerun_keys,
+        rerun_failed=request.rerun_failed,
+        feed_dates=request.feed_dates,
+        flow_run_id=request.flow_run_id,
+    )
+
+
+class LocalSteps:
+    """Every step in this thread, one after the other; no report, no Prefect."""
+
+    def plan(self, settings: Settings, request: Request) -> RunPlan:
+        return plan_request(settings, request)
+
+    def validate(self, settings: Settings, plan: RunPlan) -> list[Validated]:
+        # Through the package, so that a test may replace ``pipeline.validate_partition``.
+        validated = [
+            pipeline.validate_partition(p, work_dir=plan.work_dir, registry_file=plan.registry_file)
+            for p in plan.discharges
+        ]
+        if plan.snapshot is not None:
+            validated.append(
+                pipeline.validate_snapshot(
+                    plan.snapshot,
+                    work_dir=plan.work_dir,
+                    threshold=settings.snapshot_reject_threshold,
+                )
+            )
+        return validated
+
+    def commit(self, settings: Settings, plan: RunPlan, validated: list[Validated]) -> CommitResult:
+        return commit(settings, plan, validated)
+
+    def issue(self, settings: Settings) -> list[str]:
+        return issue(settings)
+
+    def settle(self, outcomes: list[Outcome]) -> None:
+        pass  # the result says it all
+
+    def report(self, settings: Settings, result: CommitResult, title: str) -> None:
+        pass  # the flows write the report and its artifact
