@@ -485,9 +485,32 @@ def expected_outcomes(
             raw[(sid, plan)] = reimbursement + allowance
         status[sid] = ("matched", "", nid, method)
 
+    # Overlapping stays: of a member's covered stays in (admission, discharge, hospital,
+    # settlement) order, one that overlaps any earlier one is held, out of the annual cap.
+    covered = sorted(
+        {sid for sid, _ in raw},
+        key=lambda sid: (current[sid].admitted, current[sid].discharged, current[sid].hospital, sid),
+    )
+    held: set[str] = set()
+    for i, b in enumerate(covered):
+        rb = current[b]
+        for a in covered[:i]:
+            ra = current[a]
+            if (
+                status[a][2] == status[b][2]
+                and ra.admitted < rb.discharged
+                and rb.admitted < ra.discharged
+            ):
+                held.add(b)
+                break
+    for sid in held:
+        status[sid] = ("review", "overlap", "", "")
+
     targets: dict[tuple[str, str, str], int] = {}
     windows: dict[tuple[str, str, int], list[tuple[Any, ...]]] = defaultdict(list)
     for (sid, plan), amount in raw.items():
+        if sid in held:
+            continue
         r, nid = current[sid], status[sid][2]
         order = (r.discharged, r.admitted, r.hospital, sid)
         windows[(nid, plan, r.discharged.year)].append((order, sid, amount))
