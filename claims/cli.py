@@ -31,6 +31,7 @@ from claims.options import (
     parse_day,
     settings_from,
 )
+from claims.review_cli import review as review_app
 from config.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(review_app, name="review")
 
 
 def _check_ready(settings: Settings, keys: list[str]) -> None:

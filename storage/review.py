@@ -19,6 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from config.settings import ConfigError
 from storage.lock import run_lock
 from storage.sql import frame
 from storage.warehouse import now, open_warehouse, transaction
@@ -29,7 +30,7 @@ MAX_OPERATOR = 100
 MAX_NOTE = 1000
 
 
-class ReviewError(Exception):
+class ReviewError(ConfigError):
     """A decision that cannot be recorded (exit status 2); nothing was written."""
 
 
@@ -72,7 +73,6 @@ class Recorded:
     takes_effect: bool  # False: an approval waiting for a second operator
     approvals: int
     approvals_needed: int
-
 
 
 def _approvals_needed(self_pay_fen: int, limit_fen: int) -> int:
@@ -319,8 +319,7 @@ def record_decision(
 def queue_summary(con: Any) -> dict[str, Any]:
     """Open review items for the morning report: counts, oldest age, money at stake."""
     row = con.execute(
-        "SELECT count(*), min(opened_at), coalesce(sum(self_pay_in_scope_fen), 0) "
-        "FROM review_queue"
+        "SELECT count(*), min(opened_at), coalesce(sum(self_pay_in_scope_fen), 0) FROM review_queue"
     ).fetchone()
     by_reason = dict(
         con.execute("SELECT reason, count(*) FROM review_queue GROUP BY ALL ORDER BY 1").fetchall()

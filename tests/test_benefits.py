@@ -269,7 +269,8 @@ def test_golden_files_cover_every_stay_and_plan(golden: Settings) -> None:
     # Each paid fen is a first posting, but G0: discharged last, it used the cap first while
     # GA and GB were held, and gave it back when they were approved.
     reasons = query(
-        golden, "SELECT DISTINCT settlement_id, reason FROM ledger_entries WHERE reason <> 'initial'"
+        golden,
+        "SELECT DISTINCT settlement_id, reason FROM ledger_entries WHERE reason <> 'initial'",
     )
     assert reasons == [("G0", "reallocation")]
 

@@ -489,7 +489,12 @@ def expected_outcomes(
     # settlement) order, one that overlaps any earlier one is held, out of the annual cap.
     covered = sorted(
         {sid for sid, _ in raw},
-        key=lambda sid: (current[sid].admitted, current[sid].discharged, current[sid].hospital, sid),
+        key=lambda sid: (
+            current[sid].admitted,
+            current[sid].discharged,
+            current[sid].hospital,
+            sid,
+        ),
     )
     held: set[str] = set()
     for i, b in enumerate(covered):
