@@ -452,7 +452,7 @@ def test_a_decision_waits_for_a_running_night(queue: Settings) -> None:
                     limit_fen=LIMIT,
                     lock_timeout_s=0.3,
                 )
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            except BaseException as exc:
                 failure.append(exc)
 
         t = threading.Thread(target=other)
