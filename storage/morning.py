@@ -16,11 +16,7 @@ import duckdb
 
 def before_post(con: duckdb.DuckDBPyConnection) -> None:
     """Keep what members owed back before this run (the batch nets against it)."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE recovery_before AS SELECT * FROM recovery_balances; "
-        "CREATE OR REPLACE TEMP TABLE review_items_before AS SELECT count(*) AS n "
-        "FROM review_items"
-    )
+    con.execute("CREATE OR REPLACE TEMP TABLE recovery_before AS SELECT * FROM recovery_balances")
 
 
 def reconciliation(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -45,8 +41,8 @@ def reconciliation(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
     """What waits for a person after this run."""
-    opened_before = con.execute("SELECT n FROM review_items_before").fetchone()
-    opened_now = con.execute("SELECT count(*) FROM review_items").fetchone()
+    # items this run opened carry its transaction's timestamp (now() is the transaction start)
+    opened = con.execute("SELECT count(*) FROM review_items WHERE opened_at = now()").fetchone()
     queue = con.execute(
         "SELECT count(*), min(opened_at), coalesce(sum(self_pay_in_scope_fen), 0) FROM review_queue"
     ).fetchone()
@@ -78,8 +74,7 @@ def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
     if oldest is not None:
         age_hours = max(0, int((at - oldest).total_seconds() // 3600))
     return {
-        "review_opened": int(opened_now[0] if opened_now else 0)
-        - int(opened_before[0] if opened_before else 0),
+        "review_opened": int(opened[0]) if opened else 0,
         "review_pending": int(queue[0]) if queue else 0,
         "review_by_reason": {str(r): int(n) for r, n in by_reason},
         "review_oldest_hours": age_hours,
