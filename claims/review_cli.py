@@ -15,6 +15,8 @@ from claims import options
 from claims.options import Landing, Outbox, Warehouse, exit_codes, settings_from
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from config.settings import Settings
     from storage.review import ReviewItem
 
@@ -191,3 +193,71 @@ def reject(
 ) -> None:
     """Reject a stay in review (status rejected); the next run recovers what was paid."""
     _decide("reject", stay, by, note, version, None, landing, warehouse, outbox)
+
+
+def demo_decide(console: Console, settings: Settings) -> str | None:
+    """The demo's review story, part one: the queue, then two operators approve the large stay.
+
+    Returns the stay decided (HOSPITAL/SETTLEMENT), or None when the demo has no such item.
+    """
+    from storage.review import open_items, record_decision
+    from synth.review_cases import BIG, OVERLAP_SECOND
+
+    limit = _limit(settings)
+    items = open_items(settings.warehouse, limit_fen=limit)
+    by_reason: dict[str, int] = {}
+    for it in items:
+        by_reason[it.reason] = by_reason.get(it.reason, 0) + 1
+    console.print(
+        "\n[bold]People in the loop[/bold]: "
+        + ", ".join(f"{n} {r}" for r, n in sorted(by_reason.items()))
+        + " wait in `claims review list`. Two of them:"
+    )
+    shown = [i for i in items if i.settlement_id in (BIG, OVERLAP_SECOND)]
+    for line in render_items(shown):
+        console.print("  " + line if line else "", highlight=False, markup=False)
+    big = next((i for i in shown if i.settlement_id == BIG), None)
+    if big is None:
+        return None
+    stay = f"{big.hospital_code}/{big.settlement_id}"
+    for operator, note in (
+        ("wang.li", "called the hospital: the patient's name was mistyped at admission"),
+        ("zhao.min", "checked the admission record: same person"),
+    ):
+        recorded = record_decision(
+            settings.warehouse,
+            stay=(big.hospital_code, big.settlement_id),
+            decision="approve",
+            operator=operator,
+            note=note,
+            version=big.version,
+            limit_fen=limit,
+            lock_timeout_s=settings.lock_timeout_s,
+        )
+        console.print(
+            f"  claims review approve --stay {stay} --by {operator} --note '…': "
+            + (
+                "takes effect: the next run pays it"
+                if recorded.takes_effect
+                else f"approval {recorded.approvals} of {recorded.approvals_needed} "
+                "(above the second-approval limit)"
+            ),
+            highlight=False,
+            markup=False,
+        )
+    return stay
+
+
+def demo_paid(console: Console, settings: Settings, stay: str) -> None:
+    """The demo's review story, part two: what the next run did with the approved stay."""
+    from storage.queries import stay_explanation
+    from transforms.money import fen_to_yuan
+
+    hospital, _, settlement = stay.partition("/")
+    o = stay_explanation(settings.warehouse, hospital, settlement)["outcome"].row(0, named=True)
+    console.print(
+        f"The approved stay {stay} is now {o['status']} (matched by {o['match_method']}): "
+        f"{fen_to_yuan(o['paid_fen'])} CNY in this night's batch.",
+        highlight=False,
+        markup=False,
+    )
