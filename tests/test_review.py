@@ -10,12 +10,17 @@ nothing recorded). The queue's output carries no personal data.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
 from rich.console import Console
 from test_matching import Person, enrolment, frame, new_settings, outcomes, query, stay
 from typer.testing import CliRunner
@@ -498,3 +503,126 @@ def test_review_error_is_a_usage_error() -> None:
     from config.settings import ConfigError
 
     assert issubclass(ReviewError, ConfigError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: any arrival order ends in the same holds, those of benefits.md
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def bed_scenarios(draw: st.DrawFn) -> tuple[list[tuple[int, dict[str, str]]], list[int]]:
+    """Stays of two members crowded into three weeks (overlaps likely), some voided later."""
+    rows: list[tuple[int, dict[str, str]]] = []
+    for i in range(draw(st.integers(2, 5))):
+        who = draw(st.sampled_from((BED, RICH)))
+        day = draw(st.integers(1, 18))
+        los = draw(st.integers(0, 6))
+        hospital = draw(st.sampled_from(H))
+        adm, dis = f"2026-01-{day:02d}", f"2026-01-{min(28, day + los):02d}"
+        rows.append((draw(st.integers(0, 2)), _by_id(f"P{i}", who, adm, dis, hospital=hospital)))
+        if draw(st.integers(0, 3)) == 0:
+            rows.append(
+                (
+                    draw(st.integers(0, 2)),
+                    _by_id(f"P{i}", who, adm, dis, hospital=hospital, version=2, record_type="V"),
+                )
+            )
+    order = draw(st.permutations([0, 1, 2]))
+    return rows, list(order)
+
+
+def expected_holds(rows: list[tuple[int, dict[str, str]]]) -> dict[str, str]:
+    """benefits.md, *Overlapping stays*, read independently: sid → paid | overlap | void."""
+    current: dict[str, dict[str, str]] = {}
+    for _, r in rows:
+        if r["settlement_id"] not in current or int(r["version"]) > int(
+            current[r["settlement_id"]]["version"]
+        ):
+            current[r["settlement_id"]] = r
+    out = {sid: "void" for sid, r in current.items() if r["record_type"] == "V"}
+    live = sorted(
+        (r for r in current.values() if r["record_type"] != "V"),
+        key=lambda r: (
+            r["admission_date"],
+            r["discharge_date"],
+            r["hospital_code"],
+            r["settlement_id"],
+        ),
+    )
+    for i, b in enumerate(live):
+        held = any(
+            a["national_id"] == b["national_id"]
+            and a["admission_date"] < b["discharge_date"]
+            and b["admission_date"] < a["discharge_date"]
+            for a in live[:i]
+        )
+        out[b["settlement_id"]] = "overlap" if held else "paid"
+    return out
+
+
+@hypothesis.settings(
+    max_examples=int(os.environ.get("CLAIMS_REVIEW_EXAMPLES", "5")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(bed_scenarios())
+def test_any_order_of_partitions_ends_in_the_same_holds(
+    scenario: tuple[list[tuple[int, dict[str, str]]], list[int]],
+) -> None:
+    rows, order = scenario
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, fresh = world(Path(tmp) / "a"), world(Path(tmp) / "b")
+        for n in order:
+            part = [r for p, r in rows if p == n]
+            if part:
+                deliver(settings, n, part)
+                deliver(fresh, n, part)
+                night(settings)
+        night(fresh)
+        got = {sid: o["reason"] or o["status"] for sid, o in outcomes(settings).items()}
+        assert got == {sid: o["reason"] or o["status"] for sid, o in outcomes(fresh).items()}
+        assert got == expected_holds(rows)
+        # the same money per stay (a stay paid, then held, nets to zero in the ledger)
+        ledger = (
+            "SELECT settlement_id, sum(amount_fen) FROM ledger_entries GROUP BY ALL "
+            "HAVING sum(amount_fen) <> 0 ORDER BY 1"
+        )
+        assert query(settings, ledger) == query(fresh, ledger)
+
+
+def test_explain_reads_at_100_columns_and_says_why(queue: Settings) -> None:
+    stranger = Person("路人", "M", "1966-06-06", 41)
+    deliver(
+        queue,
+        1,
+        [
+            _by_id("UNM1", stranger, "2026-02-01", "2026-02-03"),
+            stay(
+                "UNM2",
+                nid="",
+                name="无名",
+                gender="F",
+                birth="1970-01-01",
+                admitted="2026-02-01",
+                discharged="2026-02-03",
+                hospital=H[0],
+            ),
+        ],
+    )
+    night(queue)
+    paid = cli(queue, "explain", "--stay", f"{H[0]}/BIG1")
+    assert paid.exit_code == 0, paid.output
+    assert "RETIREE_INPATIENT" in paid.output and "paid by this plan" in paid.output
+    assert "annual cap" in paid.output and "15000.00" in paid.output
+    by_id = cli(queue, "explain", "--stay", f"{H[0]}/UNM1")
+    assert "nobody holds it in the current snapshot" in by_id.output
+    assert stranger.nid not in by_id.output and stranger.nid[:3] in by_id.output
+    no_id = cli(queue, "explain", "--stay", f"{H[0]}/UNM2")
+    assert "no usable ID number" in no_id.output and "same name: 0" in no_id.output
+    amb = cli(queue, "explain", "--stay", f"{H[0]}/AMB1")
+    assert "needs a person" in amb.output and "--enrollment" in amb.output
+    for out in (paid, by_id, no_id, amb):
+        assert max(len(line) for line in out.output.splitlines()) <= 100
+        for who in (BED, TYPO, TWIN_A, TWIN_B, RICH):
+            assert who.nid not in out.output and who.name not in out.output
