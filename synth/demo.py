@@ -13,8 +13,8 @@ from synth.enrollments import make_population
 from synth.files import write_manifest, write_partition, write_registry, write_snapshot
 from synth.hospitals import make_hospitals
 from synth.people import _account_numbers
-from synth.review_cases import add_review_cases
 from synth.random import _days, _Rng
+from synth.review_cases import add_review_cases
 from synth.stays import make_stays
 
 # Enough people that two stays of one person in the same nights are rare, as in life, now that
