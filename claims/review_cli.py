@@ -61,7 +61,7 @@ def _age(opened: datetime | None) -> str:
 def render_items(items: list[ReviewItem]) -> list[str]:
     """The queue as lines of at most ~100 characters, personal data masked."""
     from config.masking import mask_id, mask_name, scrub
-    from transforms.money import fen_to_yuan
+    from transforms.yuan import fen_to_yuan
 
     lines = []
     for it in items:
@@ -251,10 +251,10 @@ def demo_decide(console: Console, settings: Settings) -> str | None:
 def demo_paid(console: Console, settings: Settings, stay: str) -> None:
     """The demo's review story, part two: what the next run did with the approved stay."""
     from storage.queries import stay_explanation
-    from transforms.money import fen_to_yuan
+    from transforms.yuan import fen_to_yuan
 
     hospital, _, settlement = stay.partition("/")
-    o = stay_explanation(settings.warehouse, hospital, settlement)["outcome"].row(0, named=True)
+    o = stay_explanation(settings.warehouse, hospital, settlement)["outcome"][0]
     console.print(
         f"The approved stay {stay} is now {o['status']} (matched by {o['match_method']}): "
         f"{fen_to_yuan(o['paid_fen'])} CNY in this night's batch.",

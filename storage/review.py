@@ -21,7 +21,7 @@ from typing import Any
 
 from config.settings import ConfigError
 from storage.lock import run_lock
-from storage.sql import frame
+from storage.queries import rows
 from storage.warehouse import now, open_warehouse, transaction
 
 DECISIONS = ("approve", "reject")
@@ -93,7 +93,7 @@ JOIN stays s USING (hospital_code, settlement_id)
 def _candidates(con: Any, item: dict[str, Any]) -> list[Candidate]:
     """The members the item could be, with the fields that agree and differ."""
     if item["reason"] == "ambiguous":
-        members = frame(
+        members = rows(
             con,
             "SELECT * FROM members WHERE member_name_norm = ? AND birth_date = ? AND gender = ? "
             "ORDER BY national_id",
@@ -101,10 +101,10 @@ def _candidates(con: Any, item: dict[str, Any]) -> list[Candidate]:
         )
     else:
         nid = item["held_member"] if item["reason"] == "overlap" else item["stay_id"]
-        members = frame(con, "SELECT * FROM members WHERE national_id = ?", [nid])
+        members = rows(con, "SELECT * FROM members WHERE national_id = ?", [nid])
     found = []
-    for m in members.iter_rows(named=True):
-        enrolled = frame(
+    for m in members:
+        enrolled = rows(
             con,
             "SELECT enrollment_id, plan_code FROM enrollments WHERE national_id = ? "
             "ORDER BY coverage_start, enrollment_id",
@@ -122,7 +122,7 @@ def _candidates(con: Any, item: dict[str, Any]) -> list[Candidate]:
                 member_name=m["member_name"],
                 birth_date=m["birth_date"],
                 gender=m["gender"],
-                enrollments=[f"{e} ({p})" for e, p in enrolled.rows()],
+                enrollments=[f"{e['enrollment_id']} ({e['plan_code']})" for e in enrolled],
                 agree=[k for k, ok in checks.items() if ok],
                 differ=[k for k, ok in checks.items() if not ok],
             )
@@ -138,13 +138,13 @@ def open_items(path: Path, *, reason: str | None = None, limit_fen: int) -> list
         raise ReviewError(f"no warehouse at {path}: run `claims run` first")
     where, params = ("WHERE q.reason = ?", [reason]) if reason else ("", [])
     with open_warehouse(path, read_only=True) as con:
-        queue = frame(
+        queue = rows(
             con,
             f"{_QUEUE_SQL} {where} ORDER BY q.opened_at, q.hospital_code, q.settlement_id",
             params,
         )
         items = []
-        for q in queue.iter_rows(named=True):
+        for q in queue:
             approvers = [
                 r[0]
                 for r in con.execute(
