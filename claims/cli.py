@@ -33,6 +33,7 @@ from claims.options import (
     ready_to_run,
     settings_from,
 )
+from claims.review_cli import review as review_app
 from config.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(review_app, name="review")
 
 
 def _check_ready(settings: Settings, keys: list[str]) -> None:

@@ -18,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from claims import views
+from claims import review_cli, views
 from config.settings import ConfigError, Settings
 from flows.progress import progress
 from outbox.summary import CommitResult
@@ -174,12 +174,16 @@ def run_demo(console: Console, folder: Path, *, nights: int, seed: int) -> int:
     console.print(f"\n`claims quarantine --partition {plan.failing_partition}` (masked):")
     views.print_quarantine(console, settings, plan.failing_partition, limit=5, output=None)
 
+    decided = review_cli.demo_decide(console, settings)  # approved by two, paid next run
+
     console.print("\nThe hospital re-delivers the partition fixed; `claims rerun --failed`:")
     plan.fix_failing_partition()
     fixed = run_nightly(
         nightly, as_of=plan.feed_dates[-1], command="rerun", rerun_failed=True, **paths
     )
     console.print("  " + " | ".join(_line("rerun", fixed)))
+    if decided:
+        review_cli.demo_paid(console, settings, decided)
     console.print("The late delivery gets its manifest; the next `claims run` picks it up:")
     plan.complete_waiting_partition()
     late = run_nightly(nightly, as_of=plan.feed_dates[-1], command="run", **paths)

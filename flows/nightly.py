@@ -32,6 +32,7 @@ import pipeline
 from config.dates import yesterday_in_shanghai
 from config.masking import scrub
 from config.settings import ConfigError, Settings, task_runner_choice
+from flows.artifacts import partition_table_artifact
 from flows.cluster import DaskValidation, on_workers
 from flows.progress import progress
 from landing.errors import PartitionError
@@ -201,6 +202,7 @@ def report(settings: Settings, results: list[CommitResult], title: str) -> str:
         markdown=render_markdown(results, title=title, report_path=str(path)),
         description=title,
     )
+    partition_table_artifact(results, title)
     return str(path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -32,6 +33,13 @@ class CommitResult:
     batch_instructions: int = 0
     batch_fen: int = 0
     notes: list[str] = field(default_factory=list)
+    # batch = paid − recovered + carried_forward − netted (recovery balances; storage/morning.py)
+    recovery_carried_fen: int = 0
+    recovery_netted_fen: int = 0
+    # what waits for a person after this run (counts and money only)
+    waiting: dict[str, Any] = field(default_factory=dict)
+    # the last 30 nights: paid, recovered and stays by status per as-of date
+    trend: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:

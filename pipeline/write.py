@@ -17,7 +17,7 @@ from pipeline.plan import RunPlan
 from pipeline.validate import Validated
 from schemas.quarantine import empty_quarantine
 from storage import members as member_store
-from storage import runs, staging
+from storage import morning, runs, staging
 from storage.adjudication import adjudicate
 from storage.ledger import post
 from storage.reference import replace_reference
@@ -93,6 +93,7 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
         fault_point("after_staging")
         result.full_recompute = full or not runs.has_outcomes(con)
         adjudicate(con, full=result.full_recompute)
+        morning.before_post(con)
         posted = post(con, run_id=plan.run_id, batch_id=f"B{plan.run_id}", at=at)
         fault_point("in_ledger")
         result.entries = posted.entries
@@ -103,6 +104,10 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
         result.batch_fen = posted.batch_fen
         result.paid_by_plan, result.recovered_by_plan = runs.money_by_plan(con, plan.run_id)
         result.stays_by_status = runs.stays_by_status(con)
+        moved = morning.reconciliation(con)
+        result.recovery_carried_fen = moved["carried_forward_fen"]
+        result.recovery_netted_fen = moved["netted_fen"]
+        result.waiting = morning.waiting(con, at)
         runs.record_run(
             con,
             run_id=plan.run_id,
@@ -115,6 +120,7 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
         )
         # The run's entries, hashed and chained to the previous run's seal (migration 007).
         seal_run(con, run_id=plan.run_id, at=at)
+        result.trend = morning.trend(con)
     fault_point("after_commit")
     return result
 

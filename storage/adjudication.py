@@ -39,29 +39,63 @@ WITH s AS (
     FROM s JOIN hospitals h
       ON h.hospital_code = s.hospital_code
      AND s.admission_date BETWEEN h.in_network_from AND coalesce(h.in_network_to, {OPEN_END})
+), effective AS (
+    -- Review decisions that take effect on the stay's current version (benefits.md,
+    -- *Review decisions*)
+    SELECT e.* FROM review_effective e
+    SEMI JOIN s ON s.hospital_code = e.hospital_code AND s.settlement_id = e.settlement_id
+), rejected AS (
+    SELECT DISTINCT hospital_code, settlement_id FROM effective WHERE decision = 'reject'
+), name_approved AS (
+    SELECT DISTINCT hospital_code, settlement_id FROM effective
+    WHERE decision = 'approve' AND reason = 'name_mismatch'
+), chosen AS (
+    -- ambiguous, approved: the member the operator named, while still one of the candidates
+    SELECT s.hospital_code, s.settlement_id, min(m.national_id) AS national_id
+    FROM s
+    JOIN effective e
+      ON e.hospital_code = s.hospital_code AND e.settlement_id = s.settlement_id
+     AND e.decision = 'approve' AND e.reason = 'ambiguous'
+    JOIN members m
+      ON m.national_id = e.national_id
+     AND m.member_name_norm = s.patient_name_norm
+     AND m.birth_date = s.birth_date
+     AND m.gender = s.gender
+    GROUP BY ALL
 ), decided AS (
     SELECT s.hospital_code, s.settlement_id, s.current_version,
         CASE
             WHEN s.record_type = 'V' THEN 'void'
             WHEN n.hospital_code IS NULL THEN 'not_in_network'
+            WHEN rj.hospital_code IS NOT NULL THEN 'rejected'
             WHEN s.is_valid_id AND i.national_id IS NULL THEN 'unmatched'
-            WHEN s.is_valid_id AND i.member_name_norm <> s.patient_name_norm THEN 'review'
+            WHEN s.is_valid_id AND i.member_name_norm <> s.patient_name_norm
+                 AND na.hospital_code IS NULL THEN 'review'
             WHEN NOT s.is_valid_id AND d.candidates IS NULL THEN 'unmatched'
-            WHEN NOT s.is_valid_id AND d.candidates > 1 THEN 'review'
+            WHEN NOT s.is_valid_id AND d.candidates > 1 AND ch.national_id IS NULL
+                 THEN 'review'
             ELSE 'matched'
         END AS match_status,
-        s.is_valid_id, i.national_id AS id_member, d.national_id AS demographic_member
+        s.is_valid_id, i.national_id AS id_member,
+        coalesce(ch.national_id, d.national_id) AS demographic_member,
+        (s.is_valid_id AND i.member_name_norm <> s.patient_name_norm)
+            OR (NOT s.is_valid_id AND d.candidates > 1) AS by_review
     FROM s
     LEFT JOIN by_id i USING (hospital_code, settlement_id)
     LEFT JOIN by_demographics d USING (hospital_code, settlement_id)
     LEFT JOIN in_network n USING (hospital_code, settlement_id)
+    LEFT JOIN rejected rj USING (hospital_code, settlement_id)
+    LEFT JOIN name_approved na USING (hospital_code, settlement_id)
+    LEFT JOIN chosen ch USING (hospital_code, settlement_id)
 )
 SELECT hospital_code, settlement_id, current_version, match_status,
-    CASE WHEN match_status <> 'review' THEN ''
+    CASE WHEN match_status = 'rejected' THEN 'review_rejected'
+         WHEN match_status <> 'review' THEN ''
          WHEN is_valid_id THEN 'name_mismatch' ELSE 'ambiguous' END AS reason,
     CASE WHEN match_status <> 'matched' THEN ''
          WHEN is_valid_id THEN id_member ELSE demographic_member END AS national_id,
     CASE WHEN match_status <> 'matched' THEN ''
+         WHEN by_review THEN 'review'
          WHEN is_valid_id THEN 'id' ELSE 'demographic' END AS match_method
 FROM decided
 """
@@ -84,7 +118,8 @@ SELECT o.hospital_code, o.settlement_id, o.current_version, 'matched', '', o.nat
 FROM stay_outcomes o
 SEMI JOIN affected_people USING (national_id)
 ANTI JOIN scope USING (hospital_code, settlement_id)
-WHERE o.status IN ('not_covered', 'paid', 'zero_benefit');
+WHERE o.status IN ('not_covered', 'paid', 'zero_benefit')
+   OR (o.status = 'review' AND o.reason = 'overlap');
 
 CREATE OR REPLACE TEMP TABLE calc_keys AS
 SELECT hospital_code, settlement_id FROM calc_match
@@ -104,11 +139,11 @@ def _reimbursement(remaining: str) -> str:
     )
 
 
-# benefits.md, *Definitions* (covered, waiting period, chains), *Amount for one stay*
-# (coordination in priority order) and *Annual cap*.
-TARGETS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE new_targets AS
-WITH RECURSIVE matched AS (
+# benefits.md, *Definitions* (covered, waiting period, chains): each matched stay's covering
+# plans, one enrolment per plan.
+COVERING_SQL = f"""
+CREATE OR REPLACE TEMP TABLE calc_covering AS
+WITH matched AS (
     SELECT c.hospital_code, c.settlement_id, s.current_version, c.national_id,
            s.admission_date, s.discharge_date, year(s.discharge_date) AS benefit_year,
            greatest(1, s.discharge_date - s.admission_date) AS los, s.self_pay_in_scope_fen
@@ -135,10 +170,52 @@ WITH RECURSIVE matched AS (
     WHERE m.admission_date >= e.chain_start + r.waiting_days
     QUALIFY row_number() OVER (PARTITION BY m.hospital_code, m.settlement_id, e.plan_code
                                ORDER BY e.chain_start, e.enrollment_id) = 1
-), ranked AS (
+)
+SELECT * FROM covering
+"""
+
+# benefits.md, *Overlapping stays*: of a member's covered stays in (admission, discharge,
+# hospital, settlement) order, one that overlaps any earlier one is held for a person, unless a
+# person approved its current version. A pure function of the stays: arrival order plays no part.
+OVERLAP_SQL = """
+CREATE OR REPLACE TEMP TABLE overlap_held AS
+WITH c AS (
+    SELECT DISTINCT hospital_code, settlement_id, current_version, national_id,
+           admission_date, discharge_date
+    FROM calc_covering
+), overlapping AS (
+    SELECT b.hospital_code, b.settlement_id, b.current_version,
+           arg_min(a.hospital_code || '/' || a.settlement_id,
+                   (a.admission_date, a.discharge_date, a.hospital_code, a.settlement_id))
+               AS overlapped_stay
+    FROM c b JOIN c a
+      ON a.national_id = b.national_id
+     AND a.admission_date < b.discharge_date AND b.admission_date < a.discharge_date
+     AND (a.admission_date < b.admission_date
+          OR (a.admission_date = b.admission_date AND (a.discharge_date < b.discharge_date
+          OR (a.discharge_date = b.discharge_date AND (a.hospital_code < b.hospital_code
+          OR (a.hospital_code = b.hospital_code AND a.settlement_id < b.settlement_id))))))
+    GROUP BY ALL
+)
+SELECT o.hospital_code, o.settlement_id, o.overlapped_stay
+FROM overlapping o
+WHERE NOT EXISTS (
+    SELECT 1 FROM review_effective e
+    WHERE e.hospital_code = o.hospital_code AND e.settlement_id = o.settlement_id
+      AND e.version = o.current_version AND e.decision = 'approve' AND e.reason = 'overlap')
+"""
+
+# *Amount for one stay* (coordination in priority order) and *Annual cap*, for the covered
+# stays not held: stays in review take no part in the cap.
+TARGETS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE new_targets AS
+WITH RECURSIVE ranked AS (
     SELECT *, row_number() OVER (PARTITION BY hospital_code, settlement_id
                                  ORDER BY priority, plan_code) AS plan_rank
-    FROM covering
+    FROM calc_covering c
+    WHERE NOT EXISTS (SELECT 1 FROM overlap_held h
+                      WHERE h.hospital_code = c.hospital_code
+                        AND h.settlement_id = c.settlement_id)
 ), coordinated AS (
     -- coordination: each plan sees what the plans before it left, before any annual cap
     SELECT r.*, r.self_pay_in_scope_fen AS remaining_before_fen,
@@ -181,12 +258,16 @@ CREATE OR REPLACE TEMP TABLE new_outcomes AS
 SELECT c.hospital_code, c.settlement_id, c.current_version,
     CASE
         WHEN c.match_status <> 'matched' THEN c.match_status
+        WHEN h.hospital_code IS NOT NULL THEN 'review'
         WHEN t.plans IS NULL THEN 'not_covered'
         WHEN t.paying > 0 THEN 'paid'
         ELSE 'zero_benefit'
     END AS status,
-    c.reason, c.national_id, c.match_method
+    CASE WHEN c.match_status = 'matched' AND h.hospital_code IS NOT NULL THEN 'overlap'
+         ELSE c.reason END AS reason,
+    c.national_id, c.match_method, coalesce(h.overlapped_stay, '') AS overlapped_stay
 FROM calc_match c
+LEFT JOIN overlap_held h USING (hospital_code, settlement_id)
 LEFT JOIN (
     SELECT hospital_code, settlement_id, count(*) AS plans,
            count(*) FILTER (WHERE target_fen > 0) AS paying
@@ -206,6 +287,14 @@ DELETE FROM stay_outcomes o
 WHERE EXISTS (SELECT 1 FROM calc_keys k
               WHERE k.hospital_code = o.hospital_code AND k.settlement_id = o.settlement_id);
 INSERT INTO stay_outcomes BY NAME SELECT * FROM new_outcomes;
+INSERT INTO review_items
+SELECT DISTINCT n.hospital_code, n.settlement_id, n.current_version, n.reason, now()
+FROM new_outcomes n
+WHERE n.status = 'review' AND NOT EXISTS (
+    SELECT 1 FROM review_items i
+    WHERE i.hospital_code = n.hospital_code AND i.settlement_id = n.settlement_id
+      AND i.version = n.current_version AND i.reason = n.reason);
+DELETE FROM review_touched;
 """
 
 
@@ -233,9 +322,16 @@ def adjudicate(con: duckdb.DuckDBPyConnection, *, full: bool, write: bool = True
             """
         )
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE scope AS SELECT DISTINCT * FROM touched_stays")
+        # the commit's stays, and those a person decided since the last run
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE scope AS SELECT DISTINCT * FROM ("
+            "SELECT hospital_code, settlement_id FROM touched_stays "
+            "UNION SELECT hospital_code, settlement_id FROM review_touched)"
+        )
     con.execute(MATCH_SQL)
     run_script(con, CALC_SQL)
+    con.execute(COVERING_SQL)
+    con.execute(OVERLAP_SQL)
     con.execute(TARGETS_SQL)
     con.execute(OUTCOMES_SQL)
     if write:

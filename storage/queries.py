@@ -87,6 +87,34 @@ def stay_explanation(path: Path, hospital_code: str, settlement_id: str) -> dict
                 key,
             ),
             "plans": rows(con, f"SELECT * FROM stay_plan_targets {where} ORDER BY priority", key),
+            # internal columns the view hides: the member a held stay belongs to, its overlap
+            "held": rows(
+                con,
+                f"SELECT national_id, overlapped_stay FROM stay_outcomes {where}",
+                key,
+            ),
+            # why an unmatched stay matched nothing: who comes close in the current snapshot
+            "near": rows(
+                con,
+                """
+                SELECT (SELECT max(snapshot_date) FROM current_snapshot) AS snapshot_date,
+                       count(*) FILTER (WHERE m.member_name_norm = s.patient_name_norm)
+                           AS same_name,
+                       count(*) FILTER (WHERE m.member_name_norm = s.patient_name_norm
+                                        AND m.birth_date = s.birth_date) AS same_name_birth,
+                       count(*) FILTER (WHERE m.birth_date = s.birth_date
+                                        AND m.gender = s.gender) AS same_birth_gender
+                FROM stays s, members m
+                WHERE s.hospital_code = ? AND s.settlement_id = ?
+                """,
+                key,
+            ),
+            "decisions": rows(
+                con,
+                "SELECT version, decision, enrollment_id, operator, decided_at FROM review_log "
+                f"{where} ORDER BY decided_at",
+                key,
+            ),
             "ledger": rows(
                 con,
                 "SELECT entry_id, run_id, version, plan_code, national_id, amount_fen, reason, "

@@ -14,9 +14,12 @@ from synth.files import write_manifest, write_partition, write_registry, write_s
 from synth.hospitals import make_hospitals
 from synth.people import _account_numbers
 from synth.random import _days, _Rng
+from synth.review_cases import add_review_cases
 from synth.stays import make_stays
 
-_DEMO_PEOPLE = 500
+# Enough people that two stays of one person in the same nights are rare, as in life, now that
+# such overlaps are held for a person.
+_DEMO_PEOPLE = 50_000
 _DEMO_BAD_RATE = 0.01
 _DEMO_MIN_STAYS = 200
 
@@ -119,7 +122,7 @@ def build_demo_landing(
 ) -> DemoPlan:
     """Write a small realistic landing folder for ``claims demo`` and say what is in it.
 
-    About 500 people, a 40-hospital registry, two enrolment snapshots (the second fixes a name
+    About 50 000 people, a 40-hospital registry, two enrolment snapshots (the second fixes a name
     typo, adds a late enrolment for someone whose stay was unmatched and retro-terminates one
     enrolment), ``nights`` nights of two sources (SHYB: UTF-8 CSV with BOM; HOSPX: Parquet and
     GB18030 CSV in turn) with ~1 % bad rows, corrections and voids; the last HOSPX partition has no
@@ -262,6 +265,9 @@ def build_demo_landing(
         f"stay {retro_row['hospital_code']}/{retro_row['settlement_id']}",
     ]
 
+    # People in the loop: a large mistyped stay (four eyes) and an overlap (synth/review_cases.py)
+    exclude = {typo_id, retro_row["national_id"], stranger_row["national_id"]}
+    delivered = add_review_cases(delivered, enrollments, hospitals, feed_dates, exclude=exclude)
     partitions = []
     for i, source, rows, options in delivered:
         path = write_partition(

@@ -25,6 +25,7 @@ import synth
 from config.settings import Settings
 from outbox.summary import CommitResult
 from pipeline import run_local
+from storage.review import record_decision
 
 CASES = Path(__file__).parent / "cases" / "benefits"
 SNAPSHOT_DAY = date(2026, 2, 1)
@@ -195,6 +196,26 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     synth.write_partition(settings.landing, FEED_DAY, "SHYB", frame(stays, synth.DISCHARGE_COLUMNS))
     result = run_local(settings, as_of=FEED_DAY)
     assert not result.failed and result.rows_quarantined == 0
+    # The cap-order cases lie in overlapping beds: held for a person (benefits.md, *Overlapping
+    # stays*). A person approves them; the next run pays them as usual, in cap order.
+    held = query(
+        settings,
+        "SELECT hospital_code, settlement_id FROM claim_outcomes WHERE reason = 'overlap' "
+        "ORDER BY ALL",
+    )
+    assert sorted(sid for _, sid in held) == ["GA", "GB", "HS1", "HS9"]
+    for hospital, sid in held:
+        record_decision(
+            settings.warehouse,
+            stay=(hospital, sid),
+            decision="approve",
+            operator="reviewer",
+            note="two bills for one person: checked with the hospitals",
+            limit_fen=2_000_000,
+            lock_timeout_s=5,
+        )
+    result = run_local(settings, as_of=FEED_DAY)
+    assert not result.failed and result.entries > 0
     return settings
 
 
@@ -245,16 +266,25 @@ def test_golden_files_cover_every_stay_and_plan(golden: Settings) -> None:
     assert sorted(targets) == sorted((e["settlement_id"], e["plan_code"]) for e in EXPECTED_TARGETS)
     outcomes = query(golden, "SELECT settlement_id FROM claim_outcomes")
     assert sorted(r[0] for r in outcomes) == sorted(s["settlement_id"] for s in GIVEN_STAYS)
-    # Each paid fen is a first posting.
-    reasons = query(golden, "SELECT DISTINCT reason FROM ledger_entries")
-    assert reasons == [("initial",)]
+    # Each paid fen is a first posting, but G0: discharged last, it used the cap first while
+    # GA and GB were held, and gave it back when they were approved.
+    reasons = query(
+        golden,
+        "SELECT DISTINCT settlement_id, reason FROM ledger_entries WHERE reason <> 'initial'",
+    )
+    assert reasons == [("G0", "reallocation")]
 
 
 def test_golden_payment_batch(golden: Settings) -> None:
     """One instruction per paid member, of the sum of their targets, in yuan with 2 decimals."""
-    (folder,) = (golden.outbox / "payments").glob("batch_id=*")
-    with (folder / "payments.csv").open(encoding="utf-8", newline="") as fh:
-        paid = {r["national_id"]: r["amount"] for r in csv.DictReader(fh)}
+    fen_paid: dict[str, int] = {}
+    # Two batches: the first night, and the approved overlaps the next run paid.
+    for folder in (golden.outbox / "payments").glob("batch_id=*"):
+        with (folder / "payments.csv").open(encoding="utf-8", newline="") as fh:
+            for r in csv.DictReader(fh):
+                amount = int(Decimal(r["amount"]) * 100)
+                fen_paid[r["national_id"]] = fen_paid.get(r["national_id"], 0) + amount
+    paid = {nid: f"{fen // 100}.{fen % 100:02d}" for nid, fen in fen_paid.items()}
     enrolled = read_case("given_enrollments.csv")
     people = members([e["member"] for e in enrolled])
     expected = {o["settlement_id"]: int(o["paid_fen"]) for o in EXPECTED_OUTCOMES}

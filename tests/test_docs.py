@@ -41,3 +41,15 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_every_doc_link_in_the_readme_resolves() -> None:
     for link in re.findall(r"\]\(((?:docs|data)/[^)#]+)\)", README):
         assert (ROOT / link).exists(), f"README links to {link}, which does not exist"
+
+
+def test_every_review_command_is_documented() -> None:
+    from claims.review_cli import review
+
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for command in review.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        assert f"`claims review {name}" in README, f"claims review {name} not in README.md"
+        assert f"claims review {name}" in operations
+    for image in ("img/report-failed-night.png", "img/report-next-morning.png"):
+        assert image in operations and (ROOT / "docs" / image).is_file()

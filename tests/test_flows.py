@@ -410,8 +410,14 @@ def test_nightly_flow_reads_like_the_partition_table(tmp_path: Path, prefect_cli
     assert tasks[f"validate {landing.failing}"].run_count == 1
     assert warning_about(prefect_client, run.id, landing.failing), "no WARNING names it"
 
-    (artifact,) = artifacts_of(prefect_client, run.id)
-    assert artifact.key == "claims-run-report" and artifact.type == "markdown"
+    by_key = {a.key: a for a in artifacts_of(prefect_client, run.id)}
+    assert set(by_key) == {"claims-run-report", "claims-partitions"}
+    artifact = by_key["claims-run-report"]
+    assert artifact.type == "markdown"
+    # the partitions by state, failed first with the next command to type
+    table = by_key["claims-partitions"]
+    assert table.type == "table" and landing.failing in str(table.data)
+    assert f"claims rerun --partition {landing.failing}" in str(table.data)
     assert result.batch_id in artifact.data and landing.failing in artifact.data
     assert "| failed | 1 |" in artifact.data
 

@@ -485,9 +485,37 @@ def expected_outcomes(
             raw[(sid, plan)] = reimbursement + allowance
         status[sid] = ("matched", "", nid, method)
 
+    # Overlapping stays: of a member's covered stays in (admission, discharge, hospital,
+    # settlement) order, one that overlaps any earlier one is held, out of the annual cap.
+    covered = sorted(
+        {sid for sid, _ in raw},
+        key=lambda sid: (
+            current[sid].admitted,
+            current[sid].discharged,
+            current[sid].hospital,
+            sid,
+        ),
+    )
+    held: set[str] = set()
+    for i, b in enumerate(covered):
+        rb = current[b]
+        for a in covered[:i]:
+            ra = current[a]
+            if (
+                status[a][2] == status[b][2]
+                and ra.admitted < rb.discharged
+                and rb.admitted < ra.discharged
+            ):
+                held.add(b)
+                break
+    for sid in held:
+        status[sid] = ("review", "overlap", "", "")
+
     targets: dict[tuple[str, str, str], int] = {}
     windows: dict[tuple[str, str, int], list[tuple[Any, ...]]] = defaultdict(list)
     for (sid, plan), amount in raw.items():
+        if sid in held:
+            continue
         r, nid = current[sid], status[sid][2]
         order = (r.discharged, r.admitted, r.hospital, sid)
         windows[(nid, plan, r.discharged.year)].append((order, sid, amount))
@@ -639,7 +667,8 @@ def _record(sid: str, v: int, kind: str, who: int, p: int, pay: int, **kw: Any) 
 
 
 def _rich_example() -> tuple[Scenario, list[tuple[Any, ...]]]:
-    """Every feature at once: caps across partitions, corrections, a void, a late snapshot."""
+    """Every feature at once: caps across partitions, corrections, a void, a late snapshot,
+    an overlap held after it was paid."""
     enrol = [
         ("E00", 0, "RETIREE_INPATIENT", "2019-01-01", ""),
         ("E01", 0, "WORKER_MUTUAL", "2019-01-01", ""),
@@ -674,8 +703,17 @@ def _rich_example() -> tuple[Scenario, list[tuple[Any, ...]]]:
         _record("S02", 1, "N", 1, 1, 50_000, with_id=False),
         _record("S03", 1, "N", 2, 0, 120_000),
         _record("S03", 2, "V", 2, 2, 120_000),
-        _record("S04", 1, "N", 0, 1, 1_500_000, discharged=date(2025, 5, 10)),
-        _record("S04", 1, "N", 0, 2, 1_500_000, discharged=date(2025, 5, 10)),
+        # a transfer from S01 (admitted the day S01 ends): not an overlap
+        _record(
+            "S04", 1, "N", 0, 1, 1_500_000, admitted=date(2025, 5, 11), discharged=date(2025, 5, 20)
+        ),
+        _record(
+            "S04", 1, "N", 0, 2, 1_500_000, admitted=date(2025, 5, 11), discharged=date(2025, 5, 20)
+        ),
+        # in S00's nights: paid when it arrives first, held (and recovered) once S00 is there
+        _record(
+            "S05", 1, "N", 0, 1, 300_000, admitted=date(2025, 8, 10), discharged=date(2025, 8, 15)
+        ),
     )
     scenario = Scenario(
         snap(enrol),
@@ -791,3 +829,9 @@ def test_version_conflicts_and_the_reject_threshold_do_not_depend_on_the_order(
     shutil.copytree(live.landing, fresh.landing, dirs_exist_ok=True)
     run_local(fresh, as_of=AS_OF)
     assert views(live) == views(fresh)
+
+
+def test_the_rich_example_holds_an_overlap_and_not_a_transfer() -> None:
+    status, _ = expected_outcomes(RICH[0])
+    assert status["S05"] == ("review", "overlap", "", "")
+    assert status["S04"][0] in ("paid", "zero_benefit")

@@ -283,6 +283,9 @@ def _demo_night(evidence: Evidence, root: Path, debug_logs: _Lines) -> None:
     ):
         _claims(evidence, "explain", "explain", "--stay", f"{hospital}/{settlement}", *paths)
 
+    # The review queue: candidates shown masked (the demo's items wait in it).
+    assert _claims(evidence, "review list", "review", "list", *paths) == 0
+
     # `claims verify` finds nothing after the demo's nights; with every instruction changed by
     # hand, it names each member it finds (masked) and each batch file (issue 17).
     assert _claims(evidence, "verify", "verify", *paths) == 0

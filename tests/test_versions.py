@@ -8,7 +8,7 @@ deductible) is enrolled, so which row of a stay stands shows in ``paid_fen``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,20 @@ def paid(in_scope_yuan: int) -> int:
     return in_scope_yuan * 60
 
 
+# Each (stay, hospital) lies in its own nights: the member never lies in two beds at once
+# (benefits.md, *Overlapping stays*), so no stay here is held for a person.
+_NIGHTS: dict[tuple[str, str], int] = {}
+
+
+def _nights(sid: str, hospital: str) -> dict[str, str]:
+    slot = _NIGHTS.setdefault((sid, hospital), len(_NIGHTS))
+    admitted = date(2026, 1, 1) + timedelta(days=2 * slot)
+    return {
+        "admission_date": admitted.isoformat(),
+        "discharge_date": (admitted + timedelta(days=1)).isoformat(),
+    }
+
+
 def stay(sid: str, version: int, record_type: str, in_scope: int, **values: str) -> dict[str, str]:
     """A row of the member's stay with ``in_scope`` yuan paid inside the catalogue."""
     base = {
@@ -58,7 +72,8 @@ def stay(sid: str, version: int, record_type: str, in_scope: int, **values: str)
         "self_pay_out_of_scope": "10.00",
         "settled_at": f"2026-11-12T1{version}:00:00+08:00",
     }
-    return base | values
+    row = base | values
+    return row | _nights(sid, row["hospital_code"])
 
 
 def new_landing(root: Path, *, member: bool = True) -> Settings:

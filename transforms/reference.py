@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -29,6 +29,18 @@ class Reference:
     frame: pl.DataFrame
     origin: str
     content_hash: str
+    # scheme-wide parameters of the rules file (plans.toml [review]), in fen
+    params: dict[str, int] = field(default_factory=dict)
+
+
+# benefits.md, *Review decisions*: our default second-approval limit, 20 000.00 yuan of
+# self_pay_in_scope; plans.toml [review] second_approval_limit overrides it.
+DEFAULT_SECOND_APPROVAL_LIMIT_FEN = 2_000_000
+
+
+def second_approval_limit_fen(rules: Reference) -> int:
+    """Above this self_pay_in_scope an approval needs a second, different operator."""
+    return rules.params.get("second_approval_limit_fen", DEFAULT_SECOND_APPROVAL_LIMIT_FEN)
 
 
 def _yuan_to_fen(value: object, where: str, *, allow_empty: bool = False) -> int | None:
@@ -141,7 +153,15 @@ def load_rules(path: Path) -> Reference:
         raise ReferenceError(
             f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
         ) from None
-    ref = Reference(frame, str(path), digest)
+    review = doc.get("review", {})
+    if not isinstance(review, dict):
+        raise ReferenceError(f"{path.name}: [review] must be a table")
+    limit = _yuan_to_fen(
+        review.get("second_approval_limit", "20000.00"),
+        f"{path.name} [review] second_approval_limit",
+    )
+    params = {"second_approval_limit_fen": limit if limit is not None else 0}
+    ref = Reference(frame, str(path), digest, params)
     _checked[("plans", digest)] = ref
     return ref
 

@@ -1,0 +1,109 @@
+"""The figures of the morning report that only the warehouse knows (no personal data).
+
+What waits for a person (review items, unmatched stays, recoveries outstanding), how this run's
+batch reconciles with its ledger entries, and the last 30 nights. Called inside the run's
+transaction: ``before_post`` before the ledger is posted, ``figures`` after the run is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+
+def before_post(con: duckdb.DuckDBPyConnection) -> None:
+    """Keep what members owed back before this run (the batch nets against it)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE recovery_before AS SELECT * FROM recovery_balances")
+
+
+def reconciliation(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How recovery balances moved: batch = paid − recovered + carried forward − netted.
+
+    For each member with entries in a run, the instruction is ``entries − owed before + owed
+    after`` (payouts.md), so the batch differs from paid − recovered by what members owe more
+    (a recovery carried forward to later payouts) or less (an earlier recovery netted now).
+    """
+    row = con.execute(
+        """
+        SELECT coalesce(sum(greatest(0, coalesce(a.recovery_due_fen, 0)
+                                        - coalesce(b.recovery_due_fen, 0))), 0),
+               coalesce(sum(greatest(0, coalesce(b.recovery_due_fen, 0)
+                                        - coalesce(a.recovery_due_fen, 0))), 0)
+        FROM recovery_balances a FULL JOIN recovery_before b USING (national_id)
+        """
+    ).fetchone()
+    carried, netted = (int(row[0]), int(row[1])) if row else (0, 0)
+    return {"carried_forward_fen": carried, "netted_fen": netted}
+
+
+def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
+    """What waits for a person after this run."""
+    # items this run opened carry its transaction's timestamp (now() is the transaction start)
+    opened = con.execute("SELECT count(*) FROM review_items WHERE opened_at = now()").fetchone()
+    queue = con.execute(
+        "SELECT count(*), min(opened_at), coalesce(sum(self_pay_in_scope_fen), 0) FROM review_queue"
+    ).fetchone()
+    by_reason = con.execute(
+        "SELECT reason, count(*) FROM review_queue GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    unmatched = con.execute(
+        "SELECT count(*) FROM stay_outcomes WHERE status = 'unmatched'"
+    ).fetchone()
+    # A member's recovery due is one balance across plans; it is shown under the plan that
+    # recovered most from that member, so that the plans add up to the total.
+    outstanding = con.execute(
+        """
+        WITH owed AS (SELECT national_id, recovery_due_fen FROM recovery_balances
+                      WHERE recovery_due_fen > 0),
+        plan_of AS (
+            SELECT national_id, arg_min(plan_code, recovered) AS plan_code
+            FROM (SELECT national_id, plan_code, sum(amount_fen) AS recovered
+                  FROM ledger_entries SEMI JOIN owed USING (national_id)
+                  WHERE amount_fen < 0 GROUP BY ALL)
+            GROUP BY ALL)
+        SELECT coalesce(p.plan_code, 'unknown'), count(*), sum(o.recovery_due_fen)
+        FROM owed o LEFT JOIN plan_of p USING (national_id)
+        GROUP BY ALL ORDER BY 1
+        """
+    ).fetchall()
+    oldest = queue[1] if queue else None
+    age_hours = None
+    if oldest is not None:
+        age_hours = max(0, int((at - oldest).total_seconds() // 3600))
+    return {
+        "review_opened": int(opened[0]) if opened else 0,
+        "review_pending": int(queue[0]) if queue else 0,
+        "review_by_reason": {str(r): int(n) for r, n in by_reason},
+        "review_oldest_hours": age_hours,
+        "review_at_stake_fen": int(queue[2]) if queue else 0,
+        "unmatched_pending": int(unmatched[0]) if unmatched else 0,
+        "recoveries_by_plan": {str(p): int(f) for p, _, f in outstanding},
+        "recovery_members": sum(int(n) for _, n, _ in outstanding),
+    }
+
+
+def trend(con: duckdb.DuckDBPyConnection, nights: int = 30) -> list[dict[str, Any]]:
+    """Per night (as-of date) of the last ``nights``: money paid and stays by status after it."""
+    rows = con.execute(
+        """
+        SELECT as_of_date, list(summary ORDER BY started_at) AS summaries
+        FROM runs WHERE status = 'committed' AND as_of_date IS NOT NULL
+        GROUP BY ALL ORDER BY as_of_date DESC LIMIT ?
+        """,
+        [nights],
+    ).fetchall()
+    out = []
+    for day, summaries in reversed(rows):
+        docs = [json.loads(s) for s in summaries if s]
+        out.append(
+            {
+                "night": day.isoformat(),
+                "paid_fen": sum(int(d.get("paid_fen", 0)) for d in docs),
+                "recovered_fen": sum(int(d.get("recovered_fen", 0)) for d in docs),
+                "stays_by_status": docs[-1].get("stays_by_status", {}) if docs else {},
+            }
+        )
+    return out
