@@ -46,13 +46,15 @@ def add(
     outbox: Outbox = None,
 ) -> None:
     """Add an operator; the password is asked for twice and stored as a scrypt hash."""
-    from storage.desk import ROLES, DeskError, add_operator, check_name
+    from storage.desk import ROLES, DeskError, add_operator, check_name, find_operator
 
     with exit_codes():
         settings = settings_from(landing, warehouse, outbox)
         check_name(name)
         if role not in ROLES:
             raise DeskError(f"--role must be one of {', '.join(ROLES)}")
+        if find_operator(settings.warehouse, name) is not None:  # before asking for a password
+            raise DeskError(f"operator {name} already exists")
         add_operator(
             settings.warehouse, name, role, _password(), lock_timeout_s=settings.lock_timeout_s
         )

@@ -100,6 +100,8 @@ def add_operator(
         raise DeskError(f"--role must be one of {', '.join(ROLES)}")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise DeskError(f"a password has at least {MIN_PASSWORD} characters")
+    if not path.exists():
+        raise DeskError(f"no warehouse at {path}: run `claims run` first")
     stored = hash_password(password)
     with run_lock(path, lock_timeout_s), open_warehouse(path) as con, transaction(con):
         if con.execute("SELECT 1 FROM operators WHERE operator = ?", [name]).fetchone():

@@ -186,16 +186,20 @@ def _done(
     desk: Desk, request: Request, response: Response, session: Session | None, started: float
 ) -> Response:
     response = _finish(desk, request, response, session)
-    # The access log: method, path without its query string, status, time. Paths carry stay
-    # keys (hospital code, settlement id), which are not personal.
+    access(request, response.status_code, started)
+    return response
+
+
+def access(request: Request, status: int, started: float) -> None:
+    """The access log: method, path without its query string (scrubbed: a mistyped path could
+    hold an identity number), status, time."""
     log.info(
         "%s %s %d %.0f ms",
         request.method,
-        request.url.path,
-        response.status_code,
+        scrub(request.url.path)[:200],
+        status,
         (time.monotonic() - started) * 1000,
     )
-    return response
 
 
 def _handle(
@@ -239,7 +243,7 @@ def _handle(
     except ConfigError as exc:
         return _render(desk, ctx, "error.html", 409, message=scrub(str(exc))[:500]), session
     except Exception as exc:  # never a traceback: it could quote a value
-        log.error("%s on %s %s", type(exc).__name__, request.method, request.url.path)
+        log.error("%s on %s %s", type(exc).__name__, request.method, scrub(request.url.path)[:200])
         message = "Something went wrong; nothing was recorded. The desk's log names the error."
         return _render(desk, ctx, "error.html", 500, message=message), session
 
@@ -268,7 +272,7 @@ def signin(desk: Desk, ctx: Ctx) -> Response:
     who = authenticate(desk.settings.warehouse, name, password)
     if who is None:
         wait = desk.brake.failed(*keys)
-        log.warning("failed sign-in; next attempt in %.0f s", wait)
+        log.warning("failed sign-in; next attempt in %.1f s", wait)
         message = "Unknown operator, wrong password, or a disabled operator."
         return _render(desk, ctx, "signin.html", 401, message=message, name=name)
     desk.brake.succeeded(f"op:{name}")
@@ -430,7 +434,13 @@ def decide(desk: Desk, ctx: Ctx) -> Response:
             for i in open_items(desk.settings.warehouse, limit_fen=limit)
             if (i.hospital_code, i.settlement_id) == stay
         ]
-        if open_now and open_now[0].approvals_needed > 1 and open_now[0].approvals >= 1:
+        waiting = open_now[0] if open_now else None
+        if (
+            waiting is not None
+            and waiting.approvals_needed > 1
+            and waiting.approvals >= 1
+            and ctx.operator not in waiting.approved_by  # that refusal is record_decision's
+        ):
             raise Refused(403, "The second approval above the limit is an approver's.")
     recorded = record_decision(
         desk.settings.warehouse,
@@ -491,11 +501,12 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 404
     message = "No such page." if status == 404 else "That request is not possible here."
     response = _render(desk, None, "error.html", status, message=message)
+    access(request, status, time.monotonic())
     return _finish(desk, request, response, desk.sessions.read(request.cookies.get(COOKIE)))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.error("%s on %s %s", type(exc).__name__, request.method, request.url.path)
+    log.error("%s on %s %s", type(exc).__name__, request.method, scrub(request.url.path)[:200])
     desk: Desk = request.app.state.desk
     response = _render(desk, None, "error.html", 500, message="Something went wrong.")
     return _finish(desk, request, response, None)
