@@ -97,6 +97,13 @@ def desk(
             raise ConfigError("--port must be between 1 and 65535")
         from claims.desk.app import serve
 
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            options.err.print(
+                f"warning: serving plain HTTP on {host}: passwords and personal data cross the "
+                "network unencrypted. Bind 127.0.0.1 and put a TLS proxy in front (README).",
+                highlight=False,
+                markup=False,
+            )
         options.err.print(
             f"review desk on http://{host}:{port}/ (Ctrl-C stops it)", highlight=False, markup=False
         )
