@@ -520,3 +520,38 @@ def test_the_server_log_holds_no_identity_number_or_name(desk: Settings, tmp_pat
     for value in PERSONAL:
         assert value not in text, value
     assert not re.search(r"\d{15,}", text), text
+
+
+def test_while_a_run_writes_the_desk_answers_busy_and_holds_nothing_open(desk: Settings) -> None:
+    c = signed_in(desk, "liu")
+    page = c.get("/queue")
+    assert page.status_code == 200
+    # Between requests the desk holds no connection: another process may open the file to write.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+            "print('open', flush=True); time.sleep(30)",
+            str(desk.warehouse),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == b"open"
+        for path in ("/queue", f"/item/{H[0]}/NAME1", "/log"):
+            r = c.get(path)
+            assert r.status_code == 503 and "Try again in a few minutes" in r.text, path
+        r = c.post(
+            f"/item/{H[0]}/NAME1/decide",
+            data={"decision": "reject", "note": "no", "csrf": csrf_of(page.text)},
+        )
+        assert r.status_code == 503
+    finally:
+        writer.kill()
+        writer.wait()
+    assert c.get("/queue").status_code == 200
+    assert decisions(desk) == 0
+    assert (
+        query(desk, "SELECT count(*) FROM desk_views")[0][0] == 0
+    )  # nothing shown, nothing on record
