@@ -72,7 +72,7 @@ def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches a hash from ``hash_password`` (constant-time compare)."""
     try:
         kind, n, r, p, salt, expected = stored.split("$")
-        if kind != "scrypt":
+        if kind != "scrypt" or int(n) > 2**20:
             return False
         digest = hashlib.scrypt(
             password.encode()[: MAX_PASSWORD * 4],
@@ -80,7 +80,7 @@ def verify_password(password: str, stored: str) -> bool:
             n=int(n),
             r=int(r),
             p=int(p),
-            maxmem=_MAXMEM,
+            maxmem=max(_MAXMEM, 256 * int(n) * int(r)),  # the hash's own cost, if raised
             dklen=len(expected) // 2,
         )
     except (ValueError, MemoryError):
