@@ -555,3 +555,71 @@ def test_while_a_run_writes_the_desk_answers_busy_and_holds_nothing_open(desk: S
     assert (
         query(desk, "SELECT count(*) FROM desk_views")[0][0] == 0
     )  # nothing shown, nothing on record
+
+
+def _read_until(fd: int, wanted: bytes, timeout_s: float = 60) -> bytes:
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while wanted not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
+def _type_hidden(fd: int, text: str) -> None:
+    """Type once the prompt has switched echo off (typed earlier, the switch would flush it)."""
+    import termios
+
+    deadline = time.monotonic() + 30
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.write(fd, text.encode() + b"\n")
+
+
+def test_operators_add_on_a_terminal_asks_twice_without_echo(desk: Settings) -> None:
+    import pty
+    import signal
+
+    claims = str(Path(sys.executable).parent / "claims")
+    args = [claims, "operators", "add", "wu", "--role", "auditor"]
+    args += ["--warehouse", str(desk.warehouse), "--landing", str(desk.landing)]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a real terminal on its standard input and output
+        os.execv(claims, args)
+    secret = "typed on a terminal"
+    said = b""
+    try:
+        said += _read_until(fd, b"Password")
+        _type_hidden(fd, "not the same one")
+        said += _read_until(fd, b"Repeat")
+        _type_hidden(fd, "something else")
+        said += _read_until(fd, b"Password")  # a mismatch asks again
+        _type_hidden(fd, secret)
+        said += _read_until(fd, b"Repeat")
+        _type_hidden(fd, secret)
+        said += _read_until(fd, b"added")
+    finally:
+        for _ in range(100):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    assert b"match" in said.lower()  # the mismatch was said
+    assert b"operator wu added" in said
+    assert b"not the same one" not in said and secret.encode() not in said  # never echoed
+    ((stored,),) = query(desk, "SELECT password_hash FROM operators WHERE operator = 'wu'")
+    assert verify_password(secret, stored)
