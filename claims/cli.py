@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from claims import audit_cli, options
+from claims import audit_cli, desk_cli, options
 from claims.options import (
     EXIT_FAILED,
     EXIT_OK,
@@ -48,6 +48,7 @@ app = typer.Typer(
 )
 
 app.add_typer(review_app, name="review")
+desk_cli.register(app)
 
 
 def _check_ready(settings: Settings, keys: list[str]) -> None:
