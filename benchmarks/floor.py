@@ -5,10 +5,10 @@ file. ``floor_sql`` is the night/backfill floor: ONE statement over the landing 
 discharge files and that bare enrolment table, doing what benefits.md asks for a batch of
 stays — the current version of each stay, identity numbers normalised and checked (MOD 11-2,
 15-digit upgrade, birth date), match by id else by name + birth date + gender, in-network
-hospital, coverage with chain start (gaps and islands) and waiting days, coordination by
-priority, deductible, half-up rate, per-stay cap, allowance, and the annual cap as a running
-sum — and writes one row per (stay, plan) to Parquet. No quarantine, no manifests, no ledger,
-no history: that difference is what the pipeline/floor ratio measures.
+hospital, coverage with chain start (gaps and islands) and waiting days, overlapping stays
+held, coordination by priority, deductible, half-up rate, per-stay cap, allowance, and the
+annual cap as a running sum — and writes one row per (stay, plan) to Parquet. No quarantine, no
+manifests, no ledger, no history: that difference is what the pipeline/floor ratio measures.
 """
 
 from __future__ import annotations
@@ -235,10 +235,28 @@ WITH RECURSIVE raw AS (
     WHERE m.admission_date >= c.chain_start + r.waiting_days
     QUALIFY row_number() OVER (PARTITION BY m.hospital_code, m.settlement_id, c.plan_code
                                ORDER BY c.chain_start, c.enrollment_id) = 1
+), covered_stays AS (
+    SELECT DISTINCT hospital_code, settlement_id, member, admission_date, discharge_date
+    FROM covering
+), held AS (
+    -- a stay overlapping an earlier one of the same member (admission, discharge, hospital,
+    -- settlement order) waits for a person and takes no part in the caps; a transfer (out and
+    -- in on the same day) is no overlap
+    SELECT DISTINCT b.hospital_code, b.settlement_id
+    FROM covered_stays b JOIN covered_stays a
+      ON a.member = b.member
+     AND a.admission_date < b.discharge_date AND b.admission_date < a.discharge_date
+     AND (a.admission_date < b.admission_date
+          OR (a.admission_date = b.admission_date
+              AND (a.discharge_date < b.discharge_date
+                   OR (a.discharge_date = b.discharge_date
+                       AND (a.hospital_code < b.hospital_code
+                            OR (a.hospital_code = b.hospital_code
+                                AND a.settlement_id < b.settlement_id))))))
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY hospital_code, settlement_id
                                  ORDER BY priority, plan_code) AS plan_rank
-    FROM covering
+    FROM covering ANTI JOIN held USING (hospital_code, settlement_id)
 ), coordinated AS (
     SELECT r.*, r.in_scope_fen AS remaining_fen,
         least(coalesce(r.per_stay_cap_fen, 9223372036854775807),
