@@ -58,26 +58,14 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
     with open_warehouse(settings.warehouse) as con, transaction(con):
         staging.begin_commit(con)
         full = False
-        if plan.rules_changed:
-            origin = json.loads((work / "plans.origin").read_text())
+        # A changed rules file or registry (staged by the plan) re-adjudicates everything.
+        changed = [("plans", "plan_rules")] if plan.rules_changed else []
+        changed += [("hospitals", "hospitals")] if plan.registry_changed else []
+        for name, table in changed:
+            origin = json.loads((work / f"{name}.origin").read_text())
+            frame = pl.read_parquet(work / f"{name}.parquet")
             replace_reference(
-                con,
-                "plans",
-                "plan_rules",
-                pl.read_parquet(work / "plans.parquet"),
-                origin=origin["origin"],
-                content_hash=origin["hash"],
-            )
-            full = True
-        if plan.registry_changed:
-            origin = json.loads((work / "hospitals.origin").read_text())
-            replace_reference(
-                con,
-                "hospitals",
-                "hospitals",
-                pl.read_parquet(work / "hospitals.parquet"),
-                origin=origin["origin"],
-                content_hash=origin["hash"],
+                con, name, table, frame, origin=origin["origin"], content_hash=origin["hash"]
             )
             full = True
         for v in validated:

@@ -74,12 +74,13 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[str]:
-    """A real `prefect server start` on a free port; yields its API URL."""
-    home = tmp_path / "prefect-home"
+@contextlib.contextmanager
+def running_server(root: Path) -> Iterator[tuple[str, Path, Path]]:
+    """A real `prefect server start` on a free port of 127.0.0.1, stopped on the way out;
+    yields (its API URL, its PREFECT_HOME, its log file)."""
+    home = root / "prefect-home"
     port = _free_port()
-    log = tmp_path / "server.log"
+    log = root / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [
@@ -93,7 +94,7 @@ def prefect_server(tmp_path: Path) -> Iterator[str]:
                 "--no-ui",
             ],
             env=_env(home),
-            cwd=tmp_path,
+            cwd=root,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -111,9 +112,16 @@ def prefect_server(tmp_path: Path) -> Iterator[str]:
             except OSError:
                 pass
             time.sleep(0.5)
-        yield url
+        yield url, home, log
     finally:
         _stop(server, signal.SIGTERM)
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path) -> Iterator[str]:
+    """A real `prefect server start` on a free port; yields its API URL."""
+    with running_server(tmp_path) as (url, _home, _log):
+        yield url
 
 
 def _wait(what: str, check: Any, timeout: float, logs: Path) -> Any:

@@ -36,7 +36,7 @@ from test_flows import (
     query,
     task_runs_of,
 )
-from test_prefect_server import BIN, PROJECT, _env, _free_port, _stop, _tail, _wait
+from test_prefect_server import BIN, PROJECT, _env, _stop, _tail, _wait, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -46,49 +46,9 @@ LANDINGS: list[Landing] = []
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One real `prefect server start` for the module; yields its URL and home."""
-    import signal
-    import time
-    import urllib.request
-
-    root = tmp_path_factory.mktemp("prefect-server")
-    home = root / "prefect-home"
-    port = _free_port()
-    log = root / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(BIN / "prefect"),
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-ui",
-            ],
-            env=_env(home),
-            cwd=root,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, f"the server exited:\n{_tail(log)}"
-            assert time.monotonic() < deadline, f"the server never answered:\n{_tail(log)}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/health", timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    break
-            time.sleep(0.5)
+    """One real Prefect server for the module, on 127.0.0.1, stopped at its end."""
+    with running_server(tmp_path_factory.mktemp("prefect-server")) as (url, home, log):
         yield {"url": url, "home": home, "log": log}
-    finally:
-        _stop(process, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
