@@ -22,7 +22,15 @@ from typing import Any
 import pytest
 from click.testing import Result
 from rich.console import Console
-from test_flows import START, build_landing, initialised, key, partition_status, query
+from test_flows import (
+    START,
+    build_landing,
+    holding_run_lock,
+    initialised,
+    key,
+    partition_status,
+    query,
+)
 from typer.testing import CliRunner
 
 import claims.options as cli_module
@@ -228,25 +236,8 @@ def inited(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture
 def held(inited: Any) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the warehouse's run lock, as a running `claims run` does."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from storage.lock import run_lock\n"
-            "with run_lock(Path(sys.argv[1]), 0):\n"
-            "    print('held', flush=True); time.sleep(120)",
-            str(inited.settings.warehouse),
-        ],
-        cwd=PROJECT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with holding_run_lock(inited.settings.warehouse) as holder:
         yield holder
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,10 @@ synthetic landing folder that test_cli.py and test_pii.py use too.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -132,6 +134,30 @@ def build_landing(
                 rows = night(day, 0.5, sources)[source]
             synth.write_partition(settings.landing, day, source, rows)
     return landing
+
+
+@contextlib.contextmanager
+def holding_run_lock(warehouse: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the warehouse's run lock, as a running `claims run` does."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from storage.lock import run_lock\n"
+            "with run_lock(Path(sys.argv[1]), 0):\n"
+            "    print('held', flush=True); time.sleep(120)",
+            str(warehouse),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def initialised(landing: Landing) -> Landing:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -30,13 +29,14 @@ from test_flows import (
     Landing,
     artifacts_of,
     build_landing,
+    holding_run_lock,
     initialised,
     logs_of,
     partition_status,
     query,
     task_runs_of,
 )
-from test_prefect_server import BIN, PROJECT, _env, _stop, _tail, _wait, running_server
+from test_prefect_server import BIN, _env, _stop, _tail, _wait, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -227,21 +227,7 @@ def test_a_run_refused_by_the_lock_leaves_a_flow_run_saying_so(
 
     landing = initialised(build_landing(tmp_path / "claims", nights=1, failing_night=None))
     LANDINGS.append(landing)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from storage.lock import run_lock\n"
-            "with run_lock(Path(sys.argv[1]), 0):\n"
-            "    print('held', flush=True); time.sleep(120)",
-            str(landing.settings.warehouse),
-        ],
-        cwd=PROJECT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with holding_run_lock(landing.settings.warehouse):
         env = _env(server["home"], PREFECT_API_URL=server["url"], CLAIMS_LOCK_TIMEOUT="1")
         day = landing.feed_dates[0].isoformat()
         busy = subprocess.run(
@@ -252,9 +238,6 @@ def test_a_run_refused_by_the_lock_leaves_a_flow_run_saying_so(
             text=True,
             timeout=120,
         )
-    finally:
-        holder.kill()
-        holder.wait()
     assert busy.returncode == 3, busy.stdout + busy.stderr
     runs = [
         r
