@@ -29,8 +29,13 @@ def _read_quarantine(path: str | None) -> pl.DataFrame | None:
     return pl.read_parquet(path) if path else None
 
 
-def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> CommitResult:
+def commit(
+    settings: Settings, plan: RunPlan, validated: list[Validated], *, full: bool = False
+) -> CommitResult:
     """The single writer: stage, adjudicate, post and pay in one transaction.
+
+    ``full`` re-adjudicates every stay whatever changed (the reference a scoped commit is
+    proved against).
 
     A crash before the end leaves no trace of this run's money; partitions it marked
     ``running`` are reset by the next run.
@@ -57,7 +62,6 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
     at = datetime.now(UTC)
     with open_warehouse(settings.warehouse) as con, transaction(con):
         staging.begin_commit(con)
-        full = False
         # A changed rules file or registry (staged by the plan) re-adjudicates everything.
         changed = [("plans", "plan_rules")] if plan.rules_changed else []
         changed += [("hospitals", "hospitals")] if plan.registry_changed else []
@@ -68,9 +72,11 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
                 con, name, table, frame, origin=origin["origin"], content_hash=origin["hash"]
             )
             full = True
+        # A new snapshot re-matches only the stays its changed people can change (its diff).
+        snapshot_loaded = False
         for v in validated:
             if v.partition.kind == ENROLLMENTS:
-                full |= _commit_snapshot(con, plan, v, result)
+                snapshot_loaded |= _commit_snapshot(con, plan, v, result)
         for v in sorted(
             (v for v in validated if v.partition.kind == DISCHARGES),
             key=lambda v: (v.partition.day, v.partition.source),
@@ -80,7 +86,7 @@ def commit(settings: Settings, plan: RunPlan, validated: list[Validated]) -> Com
         staging.refresh_touched_stays(con)
         fault_point("after_staging")
         result.full_recompute = full or not runs.has_outcomes(con)
-        adjudicate(con, full=result.full_recompute)
+        adjudicate(con, full=result.full_recompute, snapshot_diff=snapshot_loaded)
         morning.before_post(con)
         posted = post(con, run_id=plan.run_id, batch_id=f"B{plan.run_id}", at=at)
         fault_point("in_ledger")

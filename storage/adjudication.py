@@ -1,9 +1,9 @@
 """Match stays to members, find covering plans, compute benefits and annual caps: set-based SQL.
 
 benefits.md is the specification; each CTE below names the rule it implements. Work is limited
-to a *scope*: the stays a commit touched (or every stay, when the snapshot, registry or rules
-changed), plus every other stay of the people those stays belong or belonged to, because an
-annual cap ties a person's stays together.
+to a *scope*: the stays a commit touched (with a new snapshot, those its changed people can
+change; every stay when the registry or rules changed), plus every other stay of the people those
+stays belong or belonged to, because an annual cap ties a person's stays together.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from storage.members import SNAPSHOT_CHANGES
 from storage.sql import run_script
 
 OPEN_END = "DATE '9999-12-31'"
@@ -298,6 +299,37 @@ DELETE FROM review_touched;
 """
 
 
+# The stays a new snapshot can change (its diff, ``storage.members.SNAPSHOT_CHANGES``: the
+# changed people with their old and new demographics): those matched to, computed for or paid
+# to a changed person; those whose valid ID is one's number (unmatched before, may match now);
+# those without a valid ID whose name, birth date and gender are one's, old or new (a candidate
+# came, went or changed: matched, ambiguous or unmatched may change). The rest of each person's
+# stays follow through CALC_SQL (annual caps).
+_SNAPSHOT_SCOPE = f"""
+INSERT INTO scope
+WITH people AS (SELECT DISTINCT national_id FROM {SNAPSHOT_CHANGES}),
+demographics AS (
+    SELECT DISTINCT member_name_norm, birth_date, gender FROM {SNAPSHOT_CHANGES}
+    WHERE member_name_norm IS NOT NULL
+)
+SELECT hospital_code, settlement_id FROM stay_outcomes SEMI JOIN people USING (national_id)
+UNION SELECT hospital_code, settlement_id FROM stay_plan_targets
+      SEMI JOIN people USING (national_id)
+UNION SELECT hospital_code, settlement_id FROM ledger_entries SEMI JOIN people USING (national_id)
+UNION SELECT hospital_code, settlement_id FROM stays s
+      WHERE s.is_valid_id AND s.national_id IN (SELECT national_id FROM people)
+UNION SELECT s.hospital_code, s.settlement_id FROM stays s
+      JOIN demographics d
+        ON NOT s.is_valid_id AND d.member_name_norm = s.patient_name_norm
+       AND d.birth_date = s.birth_date AND d.gender = s.gender
+EXCEPT SELECT hospital_code, settlement_id FROM scope
+"""
+
+
+def _add_snapshot_scope(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_SNAPSHOT_SCOPE)
+
+
 @dataclass(frozen=True)
 class Adjudicated:
     """How much was recomputed."""
@@ -306,12 +338,21 @@ class Adjudicated:
     computed_stays: int
 
 
-def adjudicate(con: duckdb.DuckDBPyConnection, *, full: bool, write: bool = True) -> Adjudicated:
+def adjudicate(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    full: bool,
+    write: bool = True,
+    snapshot_diff: bool = False,
+) -> Adjudicated:
     """Recompute outcomes and plan targets for the commit's scope (inside its transaction).
 
-    ``full`` re-matches every stay: after a new snapshot, registry or rules. Otherwise the scope
-    is ``touched_stays`` (filled by staging). ``write=False`` leaves the result in the temporary
-    ``new_targets``/``new_outcomes`` only (``claims verify``, on a read-only connection).
+    ``full`` re-matches every stay: after a new registry or rules. Otherwise the scope is
+    ``touched_stays`` (filled by staging) and the stays decided since the last run; with
+    ``snapshot_diff`` (a new snapshot was loaded, ``storage.members.load_snapshot``), also every
+    stay the people whose enrolments changed can match or be matched to. ``write=False`` leaves
+    the result in the temporary ``new_targets``/``new_outcomes`` only (``claims verify``, on a
+    read-only connection).
     """
     if full:
         con.execute(
@@ -328,6 +369,10 @@ def adjudicate(con: duckdb.DuckDBPyConnection, *, full: bool, write: bool = True
             "SELECT hospital_code, settlement_id FROM touched_stays "
             "UNION SELECT hospital_code, settlement_id FROM review_touched)"
         )
+        if snapshot_diff:
+            _add_snapshot_scope(con)
+    if snapshot_diff:
+        con.execute(f"DROP TABLE IF EXISTS {SNAPSHOT_CHANGES}")
     con.execute(MATCH_SQL)
     run_script(con, CALC_SQL)
     con.execute(COVERING_SQL)

@@ -64,6 +64,42 @@ FROM (
 """
 
 
+# The people a new snapshot changes (a diff against the snapshot in effect, before it is
+# replaced): anyone with an enrolment row added, removed or different in any column (name,
+# identity, payee, plan, dates), which covers people who appear or disappear. Their old and new
+# demographics go with them: a stay without a valid ID matches by those (benefits.md, *Matching*).
+# Adjudication scopes its re-match to the stays these people can change
+# (``storage.adjudication.adjudicate(snapshot_diff=True)``).
+SNAPSHOT_CHANGES = "snapshot_changes"
+_ENROLMENT_COLUMNS = (
+    "enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code, "
+    "coverage_start, coverage_end, payee_account"
+)
+_CHANGED_PEOPLE = f"""
+CREATE OR REPLACE TEMP TABLE snapshot_changed_people AS
+SELECT DISTINCT national_id FROM (
+    (SELECT {_ENROLMENT_COLUMNS} FROM enrollments
+     EXCEPT SELECT {_ENROLMENT_COLUMNS} FROM staged_enrollments)
+    UNION ALL
+    (SELECT {_ENROLMENT_COLUMNS} FROM staged_enrollments
+     EXCEPT SELECT {_ENROLMENT_COLUMNS} FROM enrollments)
+)
+"""
+_CHANGE_ROWS = f"""
+INSERT INTO {SNAPSHOT_CHANGES}
+SELECT national_id, member_name_norm, birth_date, gender
+FROM members SEMI JOIN snapshot_changed_people USING (national_id)
+"""
+
+
+def _start_changes(con: duckdb.DuckDBPyConnection) -> None:
+    # Accumulates over the snapshots one commit loads; adjudication drops it.
+    con.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {SNAPSHOT_CHANGES} (national_id VARCHAR, "
+        "member_name_norm VARCHAR, birth_date DATE, gender VARCHAR)"
+    )
+
+
 def current_snapshot(con: duckdb.DuckDBPyConnection) -> tuple[date, str] | None:
     """(snapshot_date, content_hash) of the snapshot in effect, if any."""
     row = con.execute("SELECT snapshot_date, content_hash FROM current_snapshot").fetchone()
@@ -82,10 +118,19 @@ def load_snapshot(
     con.read_parquet(str(staged_parquet / "*.parquet")).create_view(
         "staged_enrollments", replace=True
     )
+    _start_changes(con)
+    con.execute(_CHANGED_PEOPLE)
+    con.execute(_CHANGE_ROWS)  # their demographics before
     con.execute("DELETE FROM enrollments")
     con.execute(f"INSERT INTO enrollments BY NAME {_CHAINS}")
     con.execute("DELETE FROM members")
     con.execute(f"INSERT INTO members BY NAME {_MEMBERS}")
+    con.execute(_CHANGE_ROWS)  # and after
+    con.execute(
+        f"INSERT INTO {SNAPSHOT_CHANGES} SELECT national_id, NULL, NULL, NULL "
+        "FROM snapshot_changed_people"  # people who left or came, whatever their demographics
+    )
+    con.execute("DROP TABLE snapshot_changed_people")
     count = con.execute("SELECT count(*) FROM enrollments").fetchone()[0]  # type: ignore[index]
     con.execute("DELETE FROM current_snapshot")
     con.execute(
