@@ -184,9 +184,17 @@ def check_folder(partition: Partition, manifest: Manifest) -> None:
 
 
 def read_delivery(
-    partition: Partition, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    partition: Partition,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+    *,
+    keep_dates: bool = False,
 ) -> Delivery:
-    """Check the manifest and files, read them, and check rows, row_count and total_cost_sum."""
+    """Check the manifest and files, read them, and check rows, row_count and total_cost_sum.
+
+    ``keep_dates``: typed Parquet date columns stay ``pl.Date`` (when every file has them typed);
+    everything else is text.
+    """
     manifest, manifest_bytes = load_manifest(partition)
     check_folder(partition, manifest)
     wanted = (*required, *optional)
@@ -202,7 +210,7 @@ def read_delivery(
             raise PartitionError(
                 "sha256", f"{f.name}: sha256 is {digest[:12]}…, the manifest says {f.sha256[:12]}…"
             )
-        frame = read_bytes(f.name, data, manifest.encoding, columns=wanted)
+        frame = read_bytes(f.name, data, manifest.encoding, columns=wanted, keep_dates=keep_dates)
         if frame.height != f.rows:
             raise PartitionError(
                 "rows", f"{f.name}: read {frame.height} rows, the manifest says {f.rows}"
@@ -226,6 +234,8 @@ def read_delivery(
             )
         )
     columns = (*wanted, READ_ERROR, "_line")
+    if keep_dates:
+        frames = _same_types(frames)
     raw = (
         pl.concat(frames, how="vertical")
         if frames
@@ -245,6 +255,21 @@ def read_delivery(
                 f"{manifest.total_cost_sum}",
             )
     return Delivery(partition, hashlib.sha256(manifest_bytes).hexdigest(), manifest, raw)
+
+
+def _same_types(frames: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    """A column typed as a date in one file and text in another becomes text in all of them."""
+    if len(frames) < 2:
+        return frames
+    mixed = {
+        c
+        for c in frames[0].columns
+        if len({f.schema[c] for f in frames}) > 1 and any(f.schema[c] == pl.Date for f in frames)
+    }
+    return [
+        f.with_columns(pl.col(c).dt.to_string("%Y-%m-%d") for c in mixed if f.schema[c] == pl.Date)
+        for f in frames
+    ]
 
 
 def exact_sum(values: pl.Series) -> Decimal:

@@ -27,9 +27,9 @@ ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "gb18030": "gb18030"}
 READ_ERROR = "_read_error"  # set on a row the reader could not make sense of (a bad JSON line)
 _BOM = b"\xef\xbb\xbf"
 
-# A reader: (file name, its bytes, the manifest's encoding, the columns the caller uses) → an
-# all-string frame.
-Reader = Callable[[str, bytes, str, Collection[str] | None], pl.DataFrame]
+# A reader: (file name, its bytes, the manifest's encoding, the columns the caller uses, keep
+# typed dates) → an all-string frame (but for typed date columns when asked).
+Reader = Callable[[str, bytes, str, Collection[str] | None, bool], pl.DataFrame]
 
 
 def file_format(name: str) -> str | None:
@@ -121,9 +121,13 @@ def read_csv_text(text: str, name: str) -> pl.DataFrame:
 
 
 def _arrow_to_strings(
-    table: pa.Table, name: str, wanted: Collection[str] | None = None
+    table: pa.Table, name: str, wanted: Collection[str] | None = None, keep_dates: bool = False
 ) -> pl.DataFrame:
-    """Typed Parquet columns become the strings a CSV sender would have written, exactly."""
+    """Typed Parquet columns become the strings a CSV sender would have written, exactly.
+
+    ``keep_dates``: date columns stay ``pl.Date`` (what their text would parse back to), so that
+    a caller that wants dates does not format and parse them again.
+    """
     columns: dict[str, pl.Series] = {}
     names = table.column_names
     if len(set(names)) != len(names):
@@ -164,7 +168,8 @@ def _arrow_to_strings(
                 raise PartitionError(
                     "column_value", f"{name}: column {col_name!r} has a date outside 0001-9999"
                 )
-            columns[col_name] = _series(col_name, column).cast(pl.Date).dt.to_string("%Y-%m-%d")
+            dates = _series(col_name, column).cast(pl.Date)
+            columns[col_name] = dates if keep_dates else dates.dt.to_string("%Y-%m-%d")
         elif pa.types.is_timestamp(typ):
             if typ.unit == "ns":
                 # Python datetimes stop at microseconds (nanoseconds would raise), and so does the
@@ -293,33 +298,82 @@ def _unreadable_parquet(name: str, data: bytes) -> str:
 
 
 def _read_csv(
-    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None, keep_dates: bool
 ) -> pl.DataFrame:
     return read_csv_text(_decode(data, encoding, name), name)
 
 
 def _read_csv_gz(
-    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None, keep_dates: bool
 ) -> pl.DataFrame:
     try:
         data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error):
         raise PartitionError("gzip", f"{name} is not a complete gzip file") from None
-    return _read_csv(name, data, encoding, columns)
+    return _read_csv(name, data, encoding, columns, keep_dates)
+
+
+def _plain_types(data: bytes, columns: Collection[str] | None) -> list[str] | None:
+    """The wanted columns when each is a string, an integer or a date32 and none is repeated (what
+    polars reads directly, without the conversions of ``_arrow_to_strings``); else None."""
+    if columns is None:
+        return None
+    try:
+        schema = pq.read_schema(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    names = schema.names
+    if len(set(names)) != len(names) or any(c not in names for c in columns):
+        return None
+    for c in columns:
+        typ = schema.field(c).type
+        if not (
+            pa.types.is_string(typ)
+            or pa.types.is_large_string(typ)
+            or pa.types.is_integer(typ)
+            or pa.types.is_date32(typ)
+        ):
+            return None
+    return list(columns)
+
+
+def _read_parquet_plain(data: bytes, columns: list[str], name: str) -> pl.DataFrame:
+    frame = pl.read_parquet(io.BytesIO(data), columns=columns)
+    out = []
+    for c in columns:
+        series = frame.get_column(c)
+        if series.dtype == pl.Date:
+            low, high = series.to_physical().min(), series.to_physical().max()
+            if (
+                isinstance(low, int)
+                and isinstance(high, int)
+                and (low < _FIRST_DAY or high > _LAST_DAY)
+            ):
+                raise PartitionError(
+                    "column_value", f"{name}: column {c!r} has a date outside 0001-9999"
+                )
+            out.append(series)
+        else:
+            out.append(series.cast(pl.String))
+    return pl.DataFrame(out)
 
 
 def _read_parquet(
-    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None, keep_dates: bool
 ) -> pl.DataFrame:
+    plain = _plain_types(data, columns) if keep_dates else None
     try:
+        if plain is not None:
+            # The common typed snapshot: read straight into polars, dates kept typed.
+            return _read_parquet_plain(data, plain, name)
         table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError, ValueError):
+    except (pa.ArrowException, OSError, ValueError, pl.exceptions.PolarsError):
         raise PartitionError("parquet", _unreadable_parquet(name, data)) from None
-    return _arrow_to_strings(table, name, columns)
+    return _arrow_to_strings(table, name, columns, keep_dates)
 
 
 def _read_jsonl(
-    name: str, data: bytes, encoding: str, columns: Collection[str] | None
+    name: str, data: bytes, encoding: str, columns: Collection[str] | None, keep_dates: bool
 ) -> pl.DataFrame:
     return read_jsonl_text(_decode(data, encoding, name))
 
@@ -337,13 +391,19 @@ FORMATS = tuple(suffix.lstrip(".") for suffix in READERS)
 
 
 def read_bytes(
-    name: str, data: bytes, encoding: str, columns: Collection[str] | None = None
+    name: str,
+    data: bytes,
+    encoding: str,
+    columns: Collection[str] | None = None,
+    *,
+    keep_dates: bool = False,
 ) -> pl.DataFrame:
     """Parse one data file's bytes (already checked against its sha256), all columns as strings.
 
     ``columns`` are the ones the caller uses; Parquet columns beyond them are not converted.
+    ``keep_dates``: typed Parquet date columns stay ``pl.Date`` instead of becoming text.
     """
     fmt = file_format(name)
     if fmt is None:
         raise PartitionError("file_type", f"{name}: unsupported file type")
-    return READERS["." + fmt](name, data, encoding, columns)
+    return READERS["." + fmt](name, data, encoding, columns, keep_dates)

@@ -101,3 +101,70 @@ def test_raw_json_is_kept_for_bad_rows_only_and_as_received() -> None:
     assert result.quarantine.get_column("row_number").to_list() == [2]
     assert '"gender":" x "' in result.quarantine.get_column("raw")[0]
     assert "raw" not in result.staged.columns
+
+
+# The screen (one polars pass) must never pass a row the pandera models quarantine: random rows
+# mutated in every column, judged both ways, must give the same staged rows and quarantine.
+_MUTATIONS: dict[str, list[str | None]] = {
+    "enrollment_id": [None, " ", "E1", " E2 "],
+    "national_id": [
+        None,
+        "110105196001010010",
+        valid_id("11010519600101001").lower(),
+        "１１０１０５１９６００１０１００１" + valid_id("11010519600101001")[-1],
+        "110105600101001",  # 15 digits: upgraded
+        valid_id("11010520990101001"),  # born after the snapshot
+        "abc",
+    ],
+    "member_name": [None, "", "王" * 51, "李\x01四", " Ｌｉ　Ｍｉｎｇ ", "\ufffd"],
+    "gender": [None, "X", " f ", "m", "F"],
+    "birth_date": [None, "1960-02-30", "1960-1-01", " 1960-01-01 ", "0999-01-01"],
+    "plan_code": [None, "GOLD", "WORKER_MUTUAL", " UNION_BASIC "],
+    "coverage_start": [None, "2020-13-01", "2024-02-29", "2026-12-31"],
+    "coverage_end": [None, "", "2019-12-31", "2020-01-01", "2023-02-29"],
+    "payee_account": [None, "12345", "6222 0000 1111 2222", "12345678901234567890", "123456789012"],
+}
+
+
+def _random_rows(seed: int, n: int) -> list[dict[str, str | None]]:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        r = row(f"E{i}")
+        for column, values in _MUTATIONS.items():
+            if rng.random() < 0.15:
+                r[column] = rng.choice(values)
+        rows.append(r)
+    return rows
+
+
+def _canonical(frame: pl.DataFrame, key: str) -> list[tuple[object, ...]]:
+    return sorted(frame.select(sorted(frame.columns)).rows(), key=lambda r: str(r))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("typed", [False, True])
+def test_the_screen_passes_nothing_the_models_quarantine(seed: int, typed: bool) -> None:
+    from transforms.enrollments import _judge, mark_repeated_ids
+
+    raw = mark_repeated_ids(raw_frame(_random_rows(seed, 300)))
+    if typed:
+        # As a typed Parquet file is read: the dates that are real dates, typed; the rest null.
+        raw = raw.with_columns(
+            pl.col(c).str.to_date("%Y-%m-%d", strict=False)
+            for c in ("birth_date", "coverage_start", "coverage_end")
+        )
+    fast = validate_enrollments(raw, snapshot_date=SNAPSHOT)
+    slow = _judge(
+        raw.with_columns(
+            pl.col(c).dt.to_string("%Y-%m-%d")
+            for c in ("birth_date", "coverage_start", "coverage_end")
+            if raw.schema[c] == pl.Date
+        ),
+        SNAPSHOT,
+    )
+    assert 0 < slow.quarantine.height < raw.height
+    assert _canonical(fast.quarantine, "row_number") == _canonical(slow.quarantine, "row_number")
+    assert _canonical(fast.staged, "enrollment_id") == _canonical(slow.staged, "enrollment_id")
