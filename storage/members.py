@@ -119,7 +119,14 @@ def load_snapshot(
         "staged_enrollments", replace=True
     )
     _start_changes(con)
-    con.execute(_CHANGED_PEOPLE)
+    # Without a stay there is nothing to re-match: the first load skips the diff.
+    diff = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM stays) OR EXISTS (SELECT 1 FROM stay_outcomes)"
+    ).fetchone()
+    if diff is not None and diff[0]:
+        con.execute(_CHANGED_PEOPLE)
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE snapshot_changed_people (national_id VARCHAR)")
     con.execute(_CHANGE_ROWS)  # their demographics before
     con.execute("DELETE FROM enrollments")
     con.execute(f"INSERT INTO enrollments BY NAME {_CHAINS}")
