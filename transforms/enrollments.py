@@ -68,6 +68,10 @@ def _validate(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFra
 def mark_repeated_ids(raw: pl.DataFrame) -> pl.DataFrame:
     """Flag every row whose (trimmed) enrollment_id appears more than once in the snapshot."""
     ids = pl.col("enrollment_id").str.strip_chars().replace("", None)
+    counts = raw.select(ids.n_unique().alias("distinct"), ids.null_count().alias("nulls")).row(0)
+    if counts[0] - (1 if counts[1] else 0) == raw.height - counts[1]:
+        # Every id distinct (the usual snapshot): counting is much cheaper than marking.
+        return raw.with_columns(pl.lit(False).alias(REPEATED_ID))
     return raw.with_columns((ids.is_not_null() & ids.is_duplicated()).alias(REPEATED_ID))
 
 
