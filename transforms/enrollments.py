@@ -146,7 +146,11 @@ def _screen(raw: pl.DataFrame, snapshot_date: date) -> pl.DataFrame:
         ~pl.col("payee_account").str.contains(r"^[0-9]{12,19}$"),
         pl.col("member_name").str.len_chars() > 50,
         pl.col("member_name").str.contains(CONTROL_RE),
-        pl.col("coverage_end") < pl.col("coverage_start"),
+        *(
+            [pl.col("coverage_end") < pl.col("coverage_start")]
+            if "coverage_end" in present and "coverage_start" in present
+            else []
+        ),
         *(pl.col(f"_given_{c}").is_not_null() & pl.col(c).is_null() for c in DATES if c in text),
         *(~pl.col(c).is_between(*_PLAIN_DATES) for c in DATES if c in present and c not in text),
     ]
