@@ -208,13 +208,7 @@ def report(settings: Settings, results: list[CommitResult], title: str) -> str:
 
 def _io_failure(ref: Partition, exc: OSError) -> pipeline.Validated:
     """An I/O error that outlived its retries fails only its partition; the next run retries."""
-    return pipeline.Validated(
-        ref,
-        None,
-        "failed",
-        error=f"io_error: {scrub(str(exc))[:300]}",
-        retry=True,
-    )
+    return pipeline.io_failure(ref, exc)
 
 
 def _validate_all(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
@@ -400,18 +394,12 @@ def nightly_for(settings: Settings) -> Flow[..., Any]:
 
 
 def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
-    """A backfill date's partitions, in this thread: one task run per date keeps a long
-    backfill off Prefect's per-task overhead (platform-facts: >1 000 task runs stall)."""
-    validated = []
-    for ref in plan.discharges:
-        try:
-            validated.append(
-                pipeline.validate_partition(
-                    ref, work_dir=plan.work_dir, registry_file=plan.registry_file
-                )
-            )
-        except OSError as exc:
-            validated.append(_io_failure(ref, exc))
+    """A backfill chunk's partitions, in this thread and in one pass
+    (``pipeline.validate_partitions``): one task run per chunk keeps a long backfill off
+    Prefect's per-task overhead (platform-facts: >1 000 task runs stall)."""
+    validated = pipeline.validate_partitions(
+        plan.discharges, work_dir=plan.work_dir, registry_file=plan.registry_file
+    )
     if plan.snapshot is not None:
         try:
             validated.append(

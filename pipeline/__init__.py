@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from pipeline.pay import issue, issue_pending_batches
     from pipeline.plan import RunPlan, cleanup, feed_dates_between, plan_run
     from pipeline.sequence import LocalSteps, Outcome, Request, Steps, run_steps
-    from pipeline.validate import Validated, validate_partition, validate_snapshot
+    from pipeline.validate import (
+        Validated,
+        io_failure,
+        validate_partition,
+        validate_partitions,
+        validate_snapshot,
+    )
     from pipeline.write import commit
 
 _HOMES = {
@@ -48,6 +54,8 @@ _HOMES = {
     "RunPlan": "pipeline.plan",
     "Steps": "pipeline.sequence",
     "validate_partition": "pipeline.validate",
+    "validate_partitions": "pipeline.validate",
+    "io_failure": "pipeline.validate",
     "validate_snapshot": "pipeline.validate",
     "Validated": "pipeline.validate",
 }
@@ -70,12 +78,14 @@ __all__ = [
     "commit",
     "feed_dates_between",
     "init_warehouse",
+    "io_failure",
     "issue",
     "issue_pending_batches",
     "plan_run",
     "run_local",
     "run_steps",
     "validate_partition",
+    "validate_partitions",
     "validate_snapshot",
 ]
 

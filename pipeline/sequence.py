@@ -126,11 +126,11 @@ class LocalSteps:
         return plan_request(settings, request)
 
     def validate(self, settings: Settings, plan: RunPlan) -> list[Validated]:
-        # Through the package, so that a test may replace ``pipeline.validate_partition``.
-        validated = [
-            pipeline.validate_partition(p, work_dir=plan.work_dir, registry_file=plan.registry_file)
-            for p in plan.discharges
-        ]
+        # The plan's discharge partitions in one pass (a night's, or a backfill chunk's):
+        # through the package, so that a test may replace ``pipeline.validate_partitions``.
+        validated = pipeline.validate_partitions(
+            plan.discharges, work_dir=plan.work_dir, registry_file=plan.registry_file
+        )
         if plan.snapshot is not None:
             validated.append(
                 pipeline.validate_snapshot(

@@ -7,6 +7,7 @@ Runs anywhere (a thread, a Dask worker): it gets a ``Partition`` and paths, retu
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from landing.partitions import Partition
 from schemas import discharge as discharge_schema
 from schemas import enrollment as enrollment_schema
 from schemas.quarantine import empty_quarantine, over_threshold, threshold_error
-from transforms.discharges import validate_discharges
+from transforms.discharges import RawRows, ValidatedRows, validate_discharge_batch
 from transforms.enrollments import validate_in_slices
 
 log = logging.getLogger("claims")
@@ -56,29 +57,103 @@ def _partition_dir(work_dir: Path, key: str) -> Path:
     return work_dir / key.replace("/", "__").replace("=", "-")
 
 
+def io_failure(partition: Partition, exc: OSError) -> Validated:
+    """An I/O error that outlived its retries fails only its partition; the next run retries."""
+    return Validated(
+        partition, None, "failed", error=f"io_error: {scrub(str(exc))[:300]}", retry=True
+    )
+
+
 def validate_partition(partition: Partition, *, work_dir: str, registry_file: str) -> Validated:
     """Read and validate one discharge partition; frames go to the staging folder.
 
     A data problem is an outcome (status ``failed``), never an exception: it would fail the
     same way again. An ``OSError`` propagates so that the caller may retry it.
     """
-    content_hash: str | None = None
+    return _validate_discharge_partitions(
+        [partition], work_dir=work_dir, registry_file=registry_file, raise_io=True
+    )[0]
+
+
+def validate_partitions(
+    partitions: Sequence[Partition], *, work_dir: str, registry_file: str
+) -> list[Validated]:
+    """Read and validate several discharge partitions (a night's, a backfill chunk's) at once.
+
+    Each partition is read, checked and failed on its own, as by ``validate_partition``; the
+    rows of those that were read are checked in one pass (``validate_discharge_batch``: one
+    call of each model per file format instead of one per partition), then staged per
+    partition. An I/O error fails only its partition, marked for retry by the next run.
+    """
+    return _validate_discharge_partitions(
+        partitions, work_dir=work_dir, registry_file=registry_file, raise_io=False
+    )
+
+
+def _validate_discharge_partitions(
+    partitions: Sequence[Partition], *, work_dir: str, registry_file: str, raise_io: bool
+) -> list[Validated]:
+    outcomes: dict[int, Validated] = {}
+    hashes: dict[int, str] = {}
+    read: dict[int, RawRows] = {}
+    codes: pl.Series | None = None
+    for i, partition in enumerate(partitions):
+        content_hash: str | None = None
+        try:
+            content_hash = partition.content_hash()
+            delivery = read_delivery(
+                partition, discharge_schema.REQUIRED, optional=discharge_schema.OPTIONAL
+            )
+            if codes is None:
+                codes = pl.read_csv(registry_file, infer_schema=False).get_column("hospital_code")
+        except PartitionError as exc:
+            outcomes[i] = Validated(partition, content_hash, "failed", error=str(exc))
+            continue
+        except OSError as exc:
+            if raise_io:
+                raise  # transient as far as we know: the flow retries it
+            outcomes[i] = io_failure(partition, exc)
+            continue
+        except Exception as exc:
+            outcomes[i] = Validated(partition, content_hash, "failed", error=_unexpected(exc))
+            continue
+        hashes[i] = content_hash
+        read[i] = RawRows(delivery.frame, partition.day, partition.source)
+    if read and codes is not None:
+        for i, rows in zip(read, _validated_rows(list(read.values()), codes), strict=True):
+            partition = partitions[i]
+            if isinstance(rows, Exception):
+                outcomes[i] = Validated(partition, hashes[i], "failed", error=_unexpected(rows))
+                continue
+            try:
+                outcomes[i] = _stage(partition, hashes[i], rows, Path(work_dir))
+            except OSError as exc:
+                if raise_io:
+                    raise
+                outcomes[i] = io_failure(partition, exc)
+    return [outcomes[i] for i in range(len(partitions))]
+
+
+def _validated_rows(deliveries: list[RawRows], codes: pl.Series) -> list[ValidatedRows | Exception]:
+    """All deliveries in one pass; should that fail unexpectedly, each one alone, so that an
+    unexpected error fails only the partition that caused it."""
     try:
-        content_hash = partition.content_hash()
-        delivery = read_delivery(
-            partition, discharge_schema.REQUIRED, optional=discharge_schema.OPTIONAL
-        )
-        codes = pl.read_csv(registry_file, infer_schema=False).get_column("hospital_code")
-        rows = validate_discharges(
-            delivery.frame, feed_date=partition.day, source=partition.source, hospital_codes=codes
-        )
-    except PartitionError as exc:
-        return Validated(partition, content_hash, "failed", error=str(exc))
-    except OSError:
-        raise  # transient as far as we know: the flow retries it
-    except Exception as exc:
-        return Validated(partition, content_hash, "failed", error=_unexpected(exc))
-    out = _partition_dir(Path(work_dir), partition.key)
+        return list(validate_discharge_batch(deliveries, codes))
+    except Exception:
+        log.warning("checking %d partitions together failed; checking each alone", len(deliveries))
+    outcomes: list[ValidatedRows | Exception] = []
+    for d in deliveries:
+        try:
+            outcomes.append(validate_discharge_batch([d], codes)[0])
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def _stage(
+    partition: Partition, content_hash: str, rows: ValidatedRows, work_dir: Path
+) -> Validated:
+    out = _partition_dir(work_dir, partition.key)
     out.mkdir(parents=True, exist_ok=True)
     rows.staged.write_parquet(out / "staged.parquet")
     rows.quarantine.write_parquet(out / "quarantine.parquet")
