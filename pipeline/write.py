@@ -77,11 +77,16 @@ def commit(
         for v in validated:
             if v.partition.kind == ENROLLMENTS:
                 snapshot_loaded |= _commit_snapshot(con, plan, v, result)
-        for v in sorted(
-            (v for v in validated if v.partition.kind == DISCHARGES),
-            key=lambda v: (v.partition.day, v.partition.source),
-        ):
-            _commit_discharges(con, settings, plan, v, result)
+        _commit_discharges(
+            con,
+            settings,
+            plan,
+            sorted(
+                (v for v in validated if v.partition.kind == DISCHARGES),
+                key=lambda v: (v.partition.day, v.partition.source),
+            ),
+            result,
+        )
         staging.mark_superseded(con, ready=plan.ready_snapshots, run_id=plan.run_id)
         staging.refresh_touched_stays(con)
         fault_point("after_staging")
@@ -166,44 +171,59 @@ def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: Commi
 
 
 def _commit_discharges(
-    con: Connection, settings: Settings, plan: RunPlan, v: Validated, result: CommitResult
+    con: Connection,
+    settings: Settings,
+    plan: RunPlan,
+    validated: list[Validated],
+    result: CommitResult,
 ) -> None:
-    quarantine = _read_quarantine(v.quarantine_path)
-    if v.status == "failed" or v.staged_path is None or v.content_hash is None:
-        staged = staging.record_failure(
-            con,
-            kind=DISCHARGES,
-            key=v.key,
-            day=v.partition.day,
-            source=v.partition.source,
-            run_id=plan.run_id,
-            content_hash=v.content_hash,
-            error=v.error or "failed",
-            rows_read=v.rows_read,
-            quarantine=quarantine,
-            retry=v.retry,
-        )
-    else:
-        staged = staging.stage_discharges(
-            con,
-            key=v.key,
-            day=v.partition.day,
-            source=v.partition.source,
-            run_id=plan.run_id,
-            content_hash=v.content_hash,
-            staged=pl.read_parquet(v.staged_path),
-            quarantine=quarantine if quarantine is not None else empty_quarantine(),
-            rows_read=v.rows_read,
-            warnings=v.warnings,
-            threshold=settings.reject_threshold,
-        )
-    result.partitions.setdefault(staged.status, []).append(v.key)
-    result.rows_read += staged.rows_read
-    result.rows_quarantined += staged.rows_quarantined
-    if staged.error:
-        result.errors[v.key] = staged.error
-    if quarantine is not None and quarantine.height:
-        for rule, n in quarantine.group_by("rule").len().rows():
-            result.quarantined_by_rule[rule] = result.quarantined_by_rule.get(rule, 0) + n
-    for name, n in v.warnings.items():
-        result.warnings[name] = result.warnings.get(name, 0) + n
+    """Stage the validated partitions together (``staging.stage_discharge_set``: a few
+    statements for all of them, each partition judged on its own), record the failed ones."""
+    quarantines = {v.key: _read_quarantine(v.quarantine_path) for v in validated}
+    outcomes: dict[str, staging.StageResult] = {}
+    items: list[staging.StageInput] = []
+    for v in validated:
+        quarantine = quarantines[v.key]
+        if v.status == "failed" or v.staged_path is None or v.content_hash is None:
+            outcomes[v.key] = staging.record_failure(
+                con,
+                kind=DISCHARGES,
+                key=v.key,
+                day=v.partition.day,
+                source=v.partition.source,
+                run_id=plan.run_id,
+                content_hash=v.content_hash,
+                error=v.error or "failed",
+                rows_read=v.rows_read,
+                quarantine=quarantine,
+                retry=v.retry,
+            )
+        else:
+            items.append(
+                staging.StageInput(
+                    key=v.key,
+                    day=v.partition.day,
+                    source=v.partition.source,
+                    content_hash=v.content_hash,
+                    staged=pl.read_parquet(v.staged_path),
+                    quarantine=quarantine if quarantine is not None else empty_quarantine(),
+                    rows_read=v.rows_read,
+                    warnings=v.warnings,
+                )
+            )
+    staged_set = staging.stage_discharge_set(
+        con, items, threshold=settings.reject_threshold, run_id=plan.run_id
+    )
+    outcomes.update((item.key, staged) for item, staged in zip(items, staged_set, strict=True))
+    for v in validated:
+        staged, quarantine = outcomes[v.key], quarantines[v.key]
+        result.partitions.setdefault(staged.status, []).append(v.key)
+        result.rows_read += staged.rows_read
+        result.rows_quarantined += staged.rows_quarantined
+        if staged.error:
+            result.errors[v.key] = staged.error
+        if quarantine is not None and quarantine.height:
+            for rule, n in quarantine.group_by("rule").len().rows():
+                result.quarantined_by_rule[rule] = result.quarantined_by_rule.get(rule, 0) + n
+        for name, n in v.warnings.items():
+            result.warnings[name] = result.warnings.get(name, 0) + n

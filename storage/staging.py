@@ -278,7 +278,8 @@ def record_failure(
 
 
 def _conflicts_within(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Rows of ``incoming_rows`` that repeat an earlier row's stay version with other content.
+    """Rows of ``incoming_rows`` that repeat an earlier row's stay version of the same partition
+    with other content (``partition_key``, ``row_number``, ``rule``, ``message``, ``raw``).
 
     Only conflicts inside the partition count toward its reject threshold: whether another
     partition's row was seen first depends on processing order, and the threshold must not.
@@ -286,24 +287,21 @@ def _conflicts_within(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """
     return con.sql(
         f"""
-        WITH candidates AS (
-            SELECT hospital_code, settlement_id, version, feed_date, source, row_number,
-                   content_md5, partition_key, raw, true AS is_incoming
-            FROM incoming_rows
-        ), ranked AS (
-            SELECT *,
+        WITH ranked AS (
+            SELECT hospital_code, settlement_id, version, row_number, raw, partition_key,
+                content_md5,
                 first_value(content_md5) OVER w AS winner_md5,
                 first_value(partition_key) OVER w AS winner_partition,
                 first_value(row_number) OVER w AS winner_row
-            FROM candidates
-            WINDOW w AS (PARTITION BY hospital_code, settlement_id, version
+            FROM incoming_rows
+            WINDOW w AS (PARTITION BY partition_key, hospital_code, settlement_id, version
                          ORDER BY feed_date, source, row_number)
         )
-        SELECT row_number, $rule AS rule,
+        SELECT partition_key, row_number, $rule AS rule,
                {_CONFLICT_MESSAGE} AS message, raw
         FROM ranked
-        WHERE is_incoming AND content_md5 <> winner_md5
-        ORDER BY row_number
+        WHERE content_md5 <> winner_md5
+        ORDER BY partition_key, row_number
         """,
         params={"rule": VERSION_CONFLICT},
     ).pl()
@@ -313,6 +311,20 @@ _CONFLICT_MESSAGE = (
     "'version ' || version || ' of this stay was first received in ' || winner_partition "
     "|| ' (row ' || winner_row || ') with different content'"
 )
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """One validated partition content to stage."""
+
+    key: str
+    day: date
+    source: str
+    content_hash: str
+    staged: pl.DataFrame  # StagedDischarge
+    quarantine: pl.DataFrame  # QuarantineRow
+    rows_read: int
+    warnings: dict[str, int]
 
 
 def stage_discharges(
@@ -330,74 +342,197 @@ def stage_discharges(
     run_id: str,
 ) -> StageResult:
     """Replace the partition's rows with this content, unless too many rows are bad."""
-    con.register("staged_frame", staged)
+    item = StageInput(key, day, source, content_hash, staged, quarantine, rows_read, warnings)
+    return stage_discharge_set(con, [item], threshold=threshold, run_id=run_id)[0]
+
+
+def stage_discharge_set(
+    con: duckdb.DuckDBPyConnection,
+    items: list[StageInput],
+    *,
+    threshold: float,
+    run_id: str,
+) -> list[StageResult]:
+    """Replace each partition's rows with its new content, unless too many of its rows are bad:
+    ``stage_discharges`` for a night's or a chunk's partitions in a few set-based statements
+    instead of a dozen per partition. Every rule is per partition (its rows, its conflicts
+    within, its threshold, its state), so the outcome is the one partition by partition gives.
+    """
+    if not items:
+        return []
+    keys = [i.key for i in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a partition is staged once per commit")
+    frames = [i.staged.with_columns(pl.lit(i.key, pl.String).alias("partition_key")) for i in items]
+    con.register("staged_frame", pl.concat(frames, how="vertical"))
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE incoming_rows AS
-        SELECT ? AS partition_key, *, {CONTENT_MD5} AS content_md5 FROM staged_frame
-        """,
-        [key],
+        SELECT *, {CONTENT_MD5} AS content_md5 FROM staged_frame
+        """
     )
     con.unregister("staged_frame")
-    conflicts = _conflicts_within(con)
-    all_bad = pl.concat([quarantine, conflicts], how="vertical_relaxed").sort("row_number", "rule")
-    bad_rows = all_bad.get_column("row_number").n_unique()
-    if over_threshold(bad_rows, rows_read, threshold):
-        error = threshold_error(
-            bad_rows,
-            rows_read,
-            threshold,
-            f"nothing of the partition is used. See `claims quarantine --partition {key}`",
+    conflicts = _conflicts_within(con).partition_by("partition_key", as_dict=True)
+    results: list[StageResult] = []
+    accepted: list[tuple[StageInput, int]] = []
+    for item in items:
+        mine = conflicts.get((item.key,))
+        all_bad = (
+            pl.concat([item.quarantine, mine.drop("partition_key")], how="vertical_relaxed").sort(
+                "row_number", "rule"
+            )
+            if mine is not None
+            else item.quarantine.sort("row_number", "rule")
         )
-        return record_failure(
-            con,
-            kind=DISCHARGES,
-            key=key,
-            day=day,
-            source=source,
-            content_hash=content_hash,
-            error=error,
-            run_id=run_id,
-            rows_read=rows_read,
-            quarantine=all_bad,
-        )
+        bad_rows = all_bad.get_column("row_number").n_unique()
+        if over_threshold(bad_rows, item.rows_read, threshold):
+            error = threshold_error(
+                bad_rows,
+                item.rows_read,
+                threshold,
+                f"nothing of the partition is used. See `claims quarantine --partition {item.key}`",
+            )
+            results.append(
+                record_failure(
+                    con,
+                    kind=DISCHARGES,
+                    key=item.key,
+                    day=item.day,
+                    source=item.source,
+                    content_hash=item.content_hash,
+                    error=error,
+                    run_id=run_id,
+                    rows_read=item.rows_read,
+                    quarantine=all_bad,
+                )
+            )
+        else:
+            accepted.append((item, bad_rows))
+            results.append(StageResult("succeeded", item.rows_read, bad_rows, None))
+    if accepted:
+        _replace_rows(con, accepted, run_id=run_id)
+    con.execute("DROP TABLE IF EXISTS incoming_rows")
+    return results
 
-    # Stays whose rows change: the old content's and the new one's.
+
+def _replace_rows(
+    con: duckdb.DuckDBPyConnection, accepted: list[tuple[StageInput, int]], *, run_id: str
+) -> None:
+    """The accepted partitions' rows, quarantine and state, in one statement each."""
+    con.register(
+        "accepted_keys",
+        pl.DataFrame(
+            {
+                "partition_key": [i.key for i, _ in accepted],
+                "day": [i.day for i, _ in accepted],
+                "source": [i.source for i, _ in accepted],
+                "content_hash": [i.content_hash for i, _ in accepted],
+                "rows_read": [i.rows_read for i, _ in accepted],
+                "rows_quarantined": [bad for _, bad in accepted],
+                "warnings": [json.dumps(i.warnings, sort_keys=True) for i, _ in accepted],
+            },
+            schema={
+                "partition_key": pl.String,
+                "day": pl.Date,
+                "source": pl.String,
+                "content_hash": pl.String,
+                "rows_read": pl.Int64,
+                "rows_quarantined": pl.Int64,
+                "warnings": pl.String,
+            },
+        ),
+    )
+    # Stays whose rows change: the old contents' and the new ones'.
     con.execute(
         """
         INSERT INTO touched_stays
-        SELECT DISTINCT hospital_code, settlement_id FROM discharge_rows WHERE partition_key = ?
+        SELECT DISTINCT hospital_code, settlement_id FROM discharge_rows
+        WHERE partition_key IN (SELECT partition_key FROM accepted_keys)
         UNION SELECT DISTINCT hospital_code, settlement_id FROM incoming_rows
-        """,
-        [key],
+        WHERE partition_key IN (SELECT partition_key FROM accepted_keys)
+        """
     )
-    con.execute("DELETE FROM discharge_rows WHERE partition_key = ?", [key])
     con.execute(
-        "DELETE FROM quarantine WHERE kind = ? AND partition_key = ? AND derived",
-        [DISCHARGES, key],
+        "DELETE FROM discharge_rows "
+        "WHERE partition_key IN (SELECT partition_key FROM accepted_keys)"
     )
-    con.execute("INSERT INTO discharge_rows BY NAME SELECT * FROM incoming_rows")
-    _store_quarantine(
-        con, kind=DISCHARGES, key=key, content_hash=content_hash, quarantine=quarantine
+    con.execute(
+        "DELETE FROM quarantine WHERE kind = ? AND derived "
+        "AND partition_key IN (SELECT partition_key FROM accepted_keys)",
+        [DISCHARGES],
     )
-    _upsert_state(
-        con,
-        kind=DISCHARGES,
-        key=key,
-        day=day,
-        source=source,
-        status="succeeded",
-        run_id=run_id,
-        content_hash=content_hash,
-        applied_hash=content_hash,
-        set_applied=True,
-        rows_read=rows_read,
-        rows_quarantined=bad_rows,
-        warnings=warnings,
-        count_attempt=True,
+    con.execute(
+        "INSERT INTO discharge_rows BY NAME SELECT * FROM incoming_rows "
+        "WHERE partition_key IN (SELECT partition_key FROM accepted_keys)"
     )
-    _forget_old_contents(con, DISCHARGES, key)
-    return StageResult("succeeded", rows_read, bad_rows, None)
+    con.execute(
+        "DELETE FROM quarantine q WHERE q.kind = ? AND NOT q.derived AND EXISTS ("
+        "SELECT 1 FROM accepted_keys a WHERE a.partition_key = q.partition_key "
+        "AND a.content_hash = q.content_hash)",
+        [DISCHARGES],
+    )
+    quarantines = [
+        i.quarantine.select(
+            pl.lit(i.key, pl.String).alias("partition_key"),
+            pl.lit(i.content_hash, pl.String).alias("content_hash"),
+            "row_number",
+            "rule",
+            "message",
+            "raw",
+        )
+        for i, _ in accepted
+        if i.quarantine.height
+    ]
+    if quarantines:
+        con.register("incoming_quarantine", pl.concat(quarantines, how="vertical_relaxed"))
+        con.execute(
+            """
+            INSERT INTO quarantine (kind, partition_key, content_hash, row_number, rule, message,
+                raw, derived)
+            SELECT ?, partition_key, content_hash, row_number, rule, message, raw, false
+            FROM incoming_quarantine
+            """,
+            [DISCHARGES],
+        )
+        con.unregister("incoming_quarantine")
+    # As ``_upsert_state`` does for one success: counted as an attempt, its content in use.
+    con.execute(
+        """
+        INSERT INTO partition_state AS p (kind, partition_key, day, source, status, content_hash,
+            applied_hash, rows_read, rows_quarantined, error, retry, attempts, warnings, run_id,
+            updated_at)
+        SELECT $kind, partition_key, day, source, 'succeeded', content_hash, content_hash,
+            rows_read, rows_quarantined, NULL, false, 1, warnings, $run_id, $now
+        FROM accepted_keys
+        ON CONFLICT (kind, partition_key) DO UPDATE SET
+            status = excluded.status,
+            attempts = p.attempts + 1,
+            content_hash = coalesce(excluded.content_hash, p.content_hash),
+            applied_hash = excluded.applied_hash,
+            rows_read = excluded.rows_read,
+            rows_quarantined = excluded.rows_quarantined,
+            error = excluded.error,
+            retry = excluded.retry,
+            warnings = excluded.warnings,
+            run_id = excluded.run_id,
+            updated_at = excluded.updated_at
+        """,
+        {"kind": DISCHARGES, "run_id": run_id, "now": now()},
+    )
+    # Quarantine rows of contents that are neither the latest nor the one in use.
+    con.execute(
+        """
+        DELETE FROM quarantine q
+        WHERE q.kind = $kind
+          AND q.partition_key IN (SELECT partition_key FROM accepted_keys)
+          AND NOT EXISTS (
+            SELECT 1 FROM partition_state p
+            WHERE p.kind = q.kind AND p.partition_key = q.partition_key
+              AND q.content_hash IN (p.content_hash, p.applied_hash))
+        """,
+        {"kind": DISCHARGES},
+    )
+    con.unregister("accepted_keys")
 
 
 def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:

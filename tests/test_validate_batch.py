@@ -190,3 +190,103 @@ def test_an_unreadable_file_fails_only_its_partition(tmp_path: Path) -> None:
     assert sorted(result.partitions["succeeded"]) == sorted(
         p.key for p in partitions if p.key != broken.key
     )
+
+
+def _conflicting(landing: Path) -> Partition:
+    """A partition sending one stay version twice with different content, another twice the
+    same (a conflict within, and a plain repeat)."""
+    rows = [
+        row("D1"),
+        row("D1", total_cost="110.00", fund_paid="70.00"),
+        row("D2"),
+        row("D2"),
+        row("D3", version="2", record_type="C"),
+    ]
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(rows[0], pl.String))
+    return Partition(
+        DISCHARGES, DAYS[0], "DUPX", synth.write_partition(landing, DAYS[0], "DUPX", frame)
+    )
+
+
+def _warehouse_tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {
+            "discharge_rows": con.sql("SELECT * FROM discharge_rows ORDER BY ALL").fetchall(),
+            "quarantine": con.sql("SELECT * FROM quarantine ORDER BY ALL").fetchall(),
+            "partition_state": con.sql(
+                "SELECT * EXCLUDE (updated_at) FROM partition_state ORDER BY ALL"
+            ).fetchall(),
+        }
+
+
+def test_staging_a_set_equals_staging_partition_by_partition(
+    partitions: list[Partition], tmp_path: Path
+) -> None:
+    from storage import staging
+    from storage.warehouse import open_warehouse, transaction
+
+    landing = partitions[0].path.parents[2]
+    every = [*partitions, _conflicting(tmp_path / "extra")]
+    validated = validate_partitions(
+        every,
+        work_dir=str(tmp_path / "work"),
+        registry_file=str(landing / "reference/hospitals.csv"),
+    )
+    items = [
+        staging.StageInput(
+            v.key,
+            v.partition.day,
+            v.partition.source,
+            v.content_hash or "",
+            pl.read_parquet(v.staged_path or ""),
+            pl.read_parquet(v.quarantine_path or ""),
+            v.rows_read,
+            v.warnings,
+        )
+        for v in validated
+    ]
+    # a threshold some partitions pass and some fail
+    shares = sorted(v.rows_quarantined / v.rows_read for v in validated)
+    threshold = shares[len(shares) // 2]
+    outcomes: dict[str, list[list[staging.StageResult]]] = {"set": [], "one": []}
+    touched: dict[str, list[tuple[object, ...]]] = {}
+    for way in ("set", "one"):
+        path = tmp_path / f"{way}.duckdb"
+        for _ in range(2):  # the same contents again: rows replaced, attempts counted
+            with open_warehouse(path) as con, transaction(con):
+                staging.begin_commit(con)
+                if way == "set":
+                    results = staging.stage_discharge_set(
+                        con, items, threshold=threshold, run_id="r1"
+                    )
+                else:
+                    results = [
+                        staging.stage_discharges(
+                            con,
+                            key=i.key,
+                            day=i.day,
+                            source=i.source,
+                            content_hash=i.content_hash,
+                            staged=i.staged,
+                            quarantine=i.quarantine,
+                            rows_read=i.rows_read,
+                            warnings=i.warnings,
+                            threshold=threshold,
+                            run_id="r1",
+                        )
+                        for i in items
+                    ]
+                outcomes[way].append(results)
+                touched[way] = con.sql(
+                    "SELECT DISTINCT * FROM touched_stays ORDER BY ALL"
+                ).fetchall()
+                staging.refresh_touched_stays(con)
+    assert outcomes["set"] == outcomes["one"]
+    statuses = {r.status for r in outcomes["set"][0]}
+    assert statuses == {"succeeded", "failed"}, statuses
+    dupx = next(r for i, r in zip(items, outcomes["set"][0], strict=True) if i.key.endswith("DUPX"))
+    assert dupx == staging.StageResult("succeeded", 5, 1, None)  # the conflict within counted
+    assert touched["set"] == touched["one"] and touched["set"]
+    assert _warehouse_tables(tmp_path / "set.duckdb") == _warehouse_tables(tmp_path / "one.duckdb")
