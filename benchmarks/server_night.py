@@ -1,4 +1,4 @@
-"""A night against a running Prefect server (issue 16, item 4): ``python -m benchmarks.server_night``.
+"""A night against a running Prefect server (issue 16, item 4).
 
     python -m benchmarks.server_night --warehouse W --landing L --date D --repeats N \\
         --json OUT [--outbox O]
@@ -159,9 +159,10 @@ def _ts(text: str | None) -> float | None:
 
 
 def flow_run_record(api: str, after: float, wait_s: float = 30) -> dict[str, Any]:
-    """The flow run started after ``after`` (epoch s) and its task runs, once the server has
-    recorded every task run's end (task-run states reach the server as events, a little after
-    the command exits)."""
+    """The flow run started after ``after`` (epoch s), its task runs and its log lines, once the
+    server has recorded every task run's end and the flow run's last log line (task-run states
+    reach the server as events, log lines in batches: some a little after the command
+    exits)."""
     deadline = time.monotonic() + wait_s
     while True:
         runs = _post(
@@ -180,12 +181,18 @@ def flow_run_record(api: str, after: float, wait_s: float = 30) -> dict[str, Any
                 f"{api}/task_runs/filter",
                 {"flow_runs": {"id": {"any_": [runs[0]["id"]]}}, "limit": 200},
             )
-            if tasks and all(t.get("end_time") for t in tasks):
-                return {"flow_run": runs[0], "task_runs": tasks}
+            logs = _post(
+                f"{api}/logs/filter",
+                {"logs": {"flow_run_id": {"any_": [runs[0]["id"]]}}, "limit": 200},
+            )
+            # The flow run's last line is sent by Prefect's exit handlers: it proves they ran.
+            flushed = any("Finished in state" in g.get("message", "") for g in logs)
+            if tasks and all(t.get("end_time") for t in tasks) and flushed:
+                return {"flow_run": runs[0], "task_runs": tasks, "logs": logs}
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"no finished flow run with finished task runs on the server ({len(runs)} flow "
-                f"run(s), {len(tasks)} task run(s))"
+                f"no finished flow run with finished task runs and its last log line on the "
+                f"server ({len(runs)} flow run(s), {len(tasks)} task run(s))"
             )
         time.sleep(0.5)
 
@@ -241,9 +248,7 @@ def split(
     imports_before, imports_in_flow = imports
     return {
         "import_s": round(imports_before + imports_in_flow, 3),
-        "api_s": round(
-            max(before_flow - imports_before, 0.0) + max(in_flow - tasks_s, 0.0), 3
-        ),
+        "api_s": round(max(before_flow - imports_before, 0.0) + max(in_flow - tasks_s, 0.0), 3),
         "data_s": round(max(tasks_s - imports_in_flow, 0.0), 3),
         "exit_s": round(started + wall_s - flow_end, 3),
         "import_in_flow_s": round(imports_in_flow, 3),
@@ -251,6 +256,8 @@ def split(
         "flow_s": round(in_flow, 3),
         "task_runs_s": round(tasks_s, 3),
         "task_runs": len(record["task_runs"]),
+        "log_lines": len(record["logs"]),
+        "warnings": sum(1 for g in record["logs"] if g.get("level", 0) >= 30),
         "flow_run_name": flow["name"],
         "flow_run_state": (flow.get("state") or {}).get("type"),
     }
@@ -265,9 +272,7 @@ def committed(warehouse: Path) -> dict[str, Any]:
         states = dict(
             con.execute("SELECT status, count(*) FROM partition_runs GROUP BY 1").fetchall()
         )
-        row = con.execute(
-            "SELECT coalesce(sum(target_fen), 0) FROM stay_plan_targets"
-        ).fetchone()
+        row = con.execute("SELECT coalesce(sum(target_fen), 0) FROM stay_plan_targets").fetchone()
         ledger = con.execute("SELECT coalesce(sum(amount_fen), 0) FROM ledger_entries").fetchone()
         batches = con.execute("SELECT count(*) FROM runs WHERE batch_id IS NOT NULL").fetchone()
     finally:
@@ -353,9 +358,7 @@ def warm_bytecode(args: argparse.Namespace, home: Path) -> None:
     if pycache is None:
         return
     pycache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-c", WARM], env=_env(home, pycache), cwd=PROJECT, check=True
-    )
+    subprocess.run([sys.executable, "-c", WARM], env=_env(home, pycache), cwd=PROJECT, check=True)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -367,16 +370,12 @@ def table(result: dict[str, Any]) -> str:
     ]
     for i, r in enumerate(result["runs"]):
         lines.append(
-            f"{i:<4} "
-            + "  ".join(f"{r[c]:>9}" for c in cols)
-            + f"  {r['peak_rss'] / 2**30:.2f} GB"
+            f"{i:<4} " + "  ".join(f"{r[c]:>9}" for c in cols) + f"  {r['peak_rss'] / 2**30:.2f} GB"
         )
     if len(result["runs"]) > 1:
         lines.append(
             "med  "
-            + "  ".join(
-                f"{statistics.median(r[c] for r in result['runs']):>9}" for c in cols
-            )
+            + "  ".join(f"{statistics.median(r[c] for r in result['runs']):>9}" for c in cols)
         )
     return "\n".join(lines)
 

@@ -64,6 +64,9 @@ def test_server_night_writes_the_split_and_the_night_is_committed(tmp_path: Path
     assert run["flow_run_state"] == "FAILED" and run["returncode"] == 1
     partitions = len(landing.keys) + 1  # both nights' partitions and the snapshot
     assert run["task_runs"] >= partitions + 3
+    # Its log reached the server, the last line (sent at the command's exit) included, and the
+    # failed partition's WARNING with it.
+    assert run["warnings"] >= 1 and run["log_lines"] > run["task_runs"]
     # ... and committed: every partition has its state, the money is posted, a batch written.
     committed = run["committed"]
     assert committed["partitions"] == {"succeeded": partitions - 1, "failed": 1}, committed
