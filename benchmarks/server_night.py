@@ -94,19 +94,18 @@ def _prefect() -> str:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server this module started (its own session: uvicorn and its children)."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+    """Stop the server this module started (its own session: uvicorn and its children):
+    politely, then for sure, also when interrupted while waiting."""
+    try:
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    else:
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+    finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextlib.contextmanager
@@ -267,6 +266,12 @@ def split(
         "flow_s": round(in_flow, 3),
         "task_runs_s": round(tasks_s, 3),
         "task_runs": len(record["task_runs"]),
+        "task_s": {
+            t["name"]: round(b - a, 3)
+            for t in record["task_runs"]
+            if (a := _ts(t.get("start_time"))) is not None
+            and (b := _ts(t.get("end_time"))) is not None
+        },
         "log_lines": len(record["logs"]),
         "warnings": sum(1 for g in record["logs"] if g.get("level", 0) >= 30),
         "flow_run_name": flow["name"],
@@ -386,7 +391,9 @@ def table(result: dict[str, Any]) -> str:
     if len(result["runs"]) > 1:
         lines.append(
             "med  "
-            + "  ".join(f"{statistics.median(r[c] for r in result['runs']):>9}" for c in cols)
+            + "  ".join(
+                f"{round(statistics.median(r[c] for r in result['runs']), 3):>9}" for c in cols
+            )
         )
     return "\n".join(lines)
 
@@ -414,6 +421,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A stop (SIGTERM, as `timeout` or a harness sends) unwinds like Ctrl-C: the server stops.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not args.warehouse.is_file():
         raise SystemExit(f"no warehouse {args.warehouse}")
     root = Path(tempfile.mkdtemp(prefix="claims-server-night-"))
