@@ -27,6 +27,9 @@ Each run is split from what it records itself, not guessed:
   Prefect's flushing of logs and events, the interpreter's shutdown).
 
 ``wall_s`` = ``import_s`` + ``api_s`` + ``data_s`` + ``exit_s`` (up to the clock's resolution).
+Imports made inside validation, on two threads at once, are timed with the other thread's work
+in them, so there the split between imports and data work is approximate; ``task_s`` has each
+task run's seconds as the server recorded them.
 Peak RSS is ``benchmarks.measure``'s (GNU time and the sampled process tree). Timing stays here,
 never in tests; ``tests/test_server_night.py`` runs this once on a tiny landing folder.
 
