@@ -1,4 +1,5 @@
-"""Read-only commands start light (issue 16: `status`, `quarantine`, `explain` answer fast).
+"""Read-only commands start light (issue 16: `status`, `quarantine`, `explain`, `review list`
+answer fast).
 
 Behaviour, not timing (timing is `python -m benchmarks.readonly`): in a fresh process, each
 read-only command runs to its answer without importing Prefect, pandera, the synthetic data
@@ -65,7 +66,7 @@ def probe(args: list[str]) -> dict[str, object]:
     return result
 
 
-@pytest.mark.parametrize("command", ["status", "quarantine", "explain", "bad usage"])
+@pytest.mark.parametrize("command", ["status", "quarantine", "explain", "review list", "bad usage"])
 def test_read_only_commands_do_not_import_the_heavy_modules(
     warehouse: tuple[list[str], str, str], command: str
 ) -> None:
@@ -74,6 +75,7 @@ def test_read_only_commands_do_not_import_the_heavy_modules(
         "status": ["status", *paths],
         "quarantine": ["quarantine", "--partition", failed, *paths],
         "explain": ["explain", "--stay", stay, *paths],
+        "review list": ["review", "list", *paths],
         "bad usage": [
             "backfill",
             "--from",
