@@ -21,8 +21,10 @@ $(TOOLS)/bin/uv:
 	$(PY) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
 
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --extra dask --python $(PY)
+# --compile-bytecode: every module compiled once here, as an installed program has it; without
+# it (and with PYTHONDONTWRITEBYTECODE) each `claims` start compiles its imports again.
+$(VENV)/.synced: pyproject.toml uv.lock Makefile | $(UV)
+	$(UV) sync --frozen --extra dask --compile-bytecode --python $(PY)
 	@touch $@
 
 setup: $(VENV)/.synced ## create .venv with the locked dependencies

@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             *flags,
         ],
         "claims explain": [sys.executable, "-c", CLI, "explain", "--stay", stay, *flags],
+        "claims review list": [sys.executable, "-c", CLI, "review", "list", *flags],
     }
     print(
         f"read-only commands, source {args.source}, {datetime.now(UTC):%Y-%m-%dT%H:%M}Z, "

@@ -50,6 +50,18 @@ def _limit(settings: Settings) -> int:
         raise ConfigError(f"plan rules: {exc}") from None
 
 
+def _listed_limit(settings: Settings) -> int:
+    """The limit a listing shows, from the rules file's ``[review]`` table alone: a read-only
+    listing starts without polars and pandera; a decision checks the whole file (``_limit``)."""
+    from config.settings import ConfigError
+    from transforms.rules_file import ReferenceError, second_approval_limit_of
+
+    try:
+        return second_approval_limit_of(settings.reference_dir / "plans.toml")
+    except ReferenceError as exc:
+        raise ConfigError(f"plan rules: {exc}") from None
+
+
 def _age(opened: datetime | None) -> str:
     if opened is None:
         return "?"
@@ -110,7 +122,7 @@ def list_items(
 
     with exit_codes():
         settings = settings_from(landing, warehouse, outbox)
-        items = open_items(settings.warehouse, reason=reason, limit_fen=_limit(settings))
+        items = open_items(settings.warehouse, reason=reason, limit_fen=_listed_limit(settings))
         if not items:
             options.console.print("No stays wait for a person.")
             return

@@ -1,4 +1,5 @@
-"""Read-only commands start light (issue 16: `status`, `quarantine`, `explain` answer fast).
+"""Read-only commands start light (issue 16: `status`, `quarantine`, `explain`, `review list`
+answer fast).
 
 Behaviour, not timing (timing is `python -m benchmarks.readonly`): in a fresh process, each
 read-only command runs to its answer without importing Prefect, pandera, the synthetic data
@@ -65,7 +66,7 @@ def probe(args: list[str]) -> dict[str, object]:
     return result
 
 
-@pytest.mark.parametrize("command", ["status", "quarantine", "explain", "bad usage"])
+@pytest.mark.parametrize("command", ["status", "quarantine", "explain", "review list", "bad usage"])
 def test_read_only_commands_do_not_import_the_heavy_modules(
     warehouse: tuple[list[str], str, str], command: str
 ) -> None:
@@ -74,6 +75,7 @@ def test_read_only_commands_do_not_import_the_heavy_modules(
         "status": ["status", *paths],
         "quarantine": ["quarantine", "--partition", failed, *paths],
         "explain": ["explain", "--stay", stay, *paths],
+        "review list": ["review", "list", *paths],
         "bad usage": [
             "backfill",
             "--from",
@@ -90,3 +92,45 @@ def test_read_only_commands_do_not_import_the_heavy_modules(
     assert result["code"] == {"status": 1, "bad usage": 2}.get(command, 0), result
     # ... without loading what only a run needs.
     assert result["heavy"] == [], result
+
+
+NO_HYPOTHESIS = """
+import sys
+from pathlib import Path
+from claims.cli import main
+sys.argv = ["claims", "--help"]
+try:
+    main()
+except SystemExit:
+    pass
+from transforms.reference import load_rules, ReferenceError
+rules = load_rules(Path("data/reference/plans.toml"))
+try:
+    load_rules(Path(sys.argv[1]))
+except ReferenceError as exc:
+    refused = str(exc)
+else:
+    refused = ""
+print("PROBE", "hypothesis" in sys.modules and sys.modules["hypothesis"] is not None,
+      "pandera.polars" in sys.modules, bool(refused))
+"""
+
+
+def test_a_command_process_checks_with_pandera_without_hypothesis(tmp_path: Path) -> None:
+    """pandera imports hypothesis where it is installed (the development tools), for strategies
+    no command uses; a ``claims`` process goes without it, and pandera still checks."""
+    rules = (PROJECT / "data" / "reference" / "plans.toml").read_text(encoding="utf-8")
+    bad = tmp_path / "plans.toml"
+    # A priority below 1: pandera's check of the rules (``PlanRule``) must refuse it.
+    assert "\npriority = 1\n" in rules
+    bad.write_text(rules.replace("\npriority = 1\n", "\npriority = 0\n", 1), encoding="utf-8")
+    done = subprocess.run(
+        [str(PYTHON), "-c", NO_HYPOTHESIS, str(bad)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = [x for x in done.stdout.splitlines() if x.startswith("PROBE ")]
+    assert line, done.stderr[-2000:]
+    assert line[-1].split()[1:] == ["False", "True", "True"], line[-1]

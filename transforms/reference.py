@@ -16,10 +16,12 @@ import pandera.polars as pa
 import polars as pl
 
 from schemas.reference import Hospital, PlanRule
-
-
-class ReferenceError(Exception):
-    """Reference data that cannot be used; the message says which file and what is wrong."""
+from transforms.rules_file import (
+    DEFAULT_SECOND_APPROVAL_LIMIT_FEN,
+    ReferenceError,
+    review_params,
+)
+from transforms.rules_file import yuan_to_fen as _yuan_to_fen
 
 
 @dataclass(frozen=True)
@@ -33,29 +35,9 @@ class Reference:
     params: dict[str, int] = field(default_factory=dict)
 
 
-# benefits.md, *Review decisions*: our default second-approval limit, 20 000.00 yuan of
-# self_pay_in_scope; plans.toml [review] second_approval_limit overrides it.
-DEFAULT_SECOND_APPROVAL_LIMIT_FEN = 2_000_000
-
-
 def second_approval_limit_fen(rules: Reference) -> int:
     """Above this self_pay_in_scope an approval needs a second, different operator."""
     return rules.params.get("second_approval_limit_fen", DEFAULT_SECOND_APPROVAL_LIMIT_FEN)
-
-
-def _yuan_to_fen(value: object, where: str, *, allow_empty: bool = False) -> int | None:
-    if allow_empty and value == "":
-        return None
-    if not isinstance(value, str):
-        raise ReferenceError(f'{where}: write money as a decimal string like "200.00"')
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise ReferenceError(f"{where}: {value!r} is not a decimal amount") from None
-    fen = amount * 100
-    if fen != fen.to_integral_value() or amount < 0:
-        raise ReferenceError(f"{where}: {value!r} must be ≥ 0 with at most 2 decimals")
-    return int(fen)
 
 
 def _rate_bp(value: object, where: str) -> int:
@@ -153,14 +135,7 @@ def load_rules(path: Path) -> Reference:
         raise ReferenceError(
             f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
         ) from None
-    review = doc.get("review", {})
-    if not isinstance(review, dict):
-        raise ReferenceError(f"{path.name}: [review] must be a table")
-    limit = _yuan_to_fen(
-        review.get("second_approval_limit", "20000.00"),
-        f"{path.name} [review] second_approval_limit",
-    )
-    params = {"second_approval_limit_fen": limit if limit is not None else 0}
+    params = review_params(doc, path.name)
     ref = Reference(frame, str(path), digest, params)
     _checked[("plans", digest)] = ref
     return ref
