@@ -12,6 +12,7 @@ import functools
 import io
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -377,6 +378,24 @@ def task_runs_of(client: Any, flow_run_id: Any) -> dict[str, Any]:
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
     )
     return {r.name: r for r in runs}
+
+
+def settled_task_runs(
+    client: Any, flow_run_id: Any, names: set[str], timeout: float = 60
+) -> dict[str, Any]:
+    """The flow run's task runs once ``names`` are all recorded in a final state.
+
+    A real server records task-run states from events, a moment after the flow run's own final
+    state: a test that reads them once races that.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = task_runs_of(client, flow_run_id)
+        if all(n in tasks and tasks[n].state and tasks[n].state.is_final() for n in names):
+            return tasks
+        missing = sorted(n for n in names if n not in tasks or not tasks[n].state.is_final())
+        assert time.monotonic() < deadline, f"task runs not settled after {timeout} s: {missing}"
+        time.sleep(0.5)
 
 
 def artifacts_of(client: Any, flow_run_id: Any) -> list[Any]:

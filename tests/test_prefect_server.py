@@ -28,7 +28,7 @@ from test_flows import (
     initialised,
     partition_status,
     query,
-    task_runs_of,
+    settled_task_runs,
 )
 
 from outbox.summary import CommitResult
@@ -192,8 +192,9 @@ def test_served_deployment_runs_the_night_into_the_warehouse(
                 f"1 of 5 partitions failed: {landing.failing}: reject_threshold"
             ), run.state.message
             assert run.name == f"run-{day.isoformat()}-{str(run.id)[:8]}"
-            tasks = task_runs_of(client, run.id)
-            assert {*landing.keys, f"snapshot_date={SNAPSHOT}", "commit", "report"} <= set(tasks)
+            settled_task_runs(
+                client, run.id, {*landing.keys, f"snapshot_date={SNAPSHOT}", "commit", "report"}
+            )
             by_key = {a.key: a for a in artifacts_of(client, run.id)}
             assert set(by_key) == {"claims-run-report", "claims-partitions"}
             artifact = by_key["claims-run-report"]

@@ -34,7 +34,7 @@ from test_flows import (
     logs_of,
     partition_status,
     query,
-    task_runs_of,
+    settled_task_runs,
 )
 from test_prefect_server import BIN, _env, _stop, _tail, _wait, running_server
 
@@ -154,7 +154,7 @@ def test_a_bad_night_fails_notifies_and_its_retry_redoes_only_what_failed(
         assert bad.state.message.startswith(f"1 of 2 partitions failed: {failing}: ")
         assert "reject_threshold" in bad.state.message
         assert bad.name == f"run-{bad_night.isoformat()}-{str(bad.id)[:8]}" != good.name
-        tasks = task_runs_of(client, bad.id)
+        tasks = settled_task_runs(client, bad.id, {failing})
         assert (
             tasks[failing].state.is_failed() and "reject_threshold" in tasks[failing].state.message
         )

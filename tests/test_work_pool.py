@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 from test_cli import Invoke, claims  # noqa: F401  (the fixture)
-from test_flows import SNAPSHOT, build_landing, initialised, partition_status, query, task_runs_of
+from test_flows import (
+    SNAPSHOT,
+    build_landing,
+    initialised,
+    partition_status,
+    query,
+    settled_task_runs,
+)
 from test_prefect_server import (  # noqa: F401  (prefect_server is the fixture)
     BIN,
     _env,
@@ -202,8 +209,9 @@ def test_a_worker_on_the_pool_runs_the_night_into_the_warehouse(
             ), run.state.message
             assert run.name == f"run-{day.isoformat()}-{str(run.id)[:8]}"
             assert run.work_pool_name == POOL
-            tasks = task_runs_of(client, run.id)
-            assert {*landing.keys, f"snapshot_date={SNAPSHOT}", "commit", "report"} <= set(tasks)
+            settled_task_runs(
+                client, run.id, {*landing.keys, f"snapshot_date={SNAPSHOT}", "commit", "report"}
+            )
             # The worker's flow run validated on the Dask cluster, as its job env asked.
             executed = dask.run(lambda dask_worker: dask_worker.state.executed_count)
             assert sum(executed.values()) == len(landing.keys) + 1, executed
