@@ -17,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 
+from config.settings import duckdb_memory_limit
+
 MIGRATIONS_PACKAGE = "storage.migrations"
 
 
@@ -105,6 +107,7 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.Du
     try:
         # Order is kept only where a query sorts; this halves write time (platform notes).
         con.execute("SET preserve_insertion_order = false")
+        con.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
         if not read_only:
             migrate(con)
         yield con
