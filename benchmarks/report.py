@@ -228,7 +228,7 @@ def write_markdown(path: Path, record: dict[str, Any]) -> None:
         "- **night with a running Prefect server**: `benchmarks/server_night.py` starts "
         "`prefect server start` on 127.0.0.1 and runs the same `claims run` with "
         "`PREFECT_API_URL` set (the production shape), each repeat on a fresh copy of the "
-        "warehouse; it splits the command into import, API and data time. The server's own "
+        "warehouse; it splits the command into import, API, data and exit time. The server's own "
         "start is not in the figure.",
         f"- **year backfill**: `claims backfill --from {bdata.YEAR_START} --to "
         f"{date.fromordinal(year_last)}` (default `--chunk-days 31`) on a copy of the warehouse "

@@ -434,39 +434,44 @@ class Bench:
             self.results["server"] = {"missing": True}
             return
         landing = self.ds.night_landing
+        scratch = self.fresh("server")
+        report = scratch / "server.json"
+        # One server, N nights: the module copies the warehouse for each run into
+        # ``scratch/night-<i>/`` and keeps them, for the money check below.
+        sample = self.run(
+            "server-night",
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.server_night",
+                "--warehouse",
+                str(self.work / "base.duckdb"),
+                "--landing",
+                str(landing),
+                "--date",
+                str(bdata.NIGHT_DATE),
+                "--repeats",
+                str(self.scale.repeats),
+                "--json",
+                str(report),
+                "--scratch",
+                str(scratch),
+                "--keep",
+            ],
+        )
+        samples = [sample]
         runs: list[dict[str, Any]] = []
-        samples, checks, starts = [], [], []
-        # One call per repeat, each on a fresh copy: a second run on the same warehouse would
-        # find the night already done.
-        for r in range(self.scale.repeats):
-            folder = self.copy_base(f"server-{r}")
-            report = folder / "server.json"
-            s = self.run(
-                f"server-night-{r}",
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.server_night",
-                    "--warehouse",
-                    str(folder / "warehouse.duckdb"),
-                    "--landing",
-                    str(landing),
-                    "--date",
-                    str(bdata.NIGHT_DATE),
-                    "--repeats",
-                    "1",
-                    "--json",
-                    str(report),
-                ],
-            )
-            samples.append(s)
-            if s.returncode == 0 and report.exists():
-                found = json.loads(report.read_text())
-                runs += found.get("runs", [])
-                if found.get("server_start_s") is not None:
-                    starts.append(float(found["server_start_s"]))
-                checks.append(self.warehouse_totals(folder / "warehouse.duckdb"))
-            shutil.rmtree(folder, ignore_errors=True)
+        checks, starts = [], []
+        if sample.returncode == 0 and report.exists():
+            found = json.loads(report.read_text())
+            runs = list(found.get("runs", []))
+            if found.get("server_start_s") is not None:
+                starts.append(float(found["server_start_s"]))
+            for i in range(len(runs)):
+                db = scratch / f"night-{i}" / "warehouse.duckdb"
+                if db.exists():
+                    checks.append(self.warehouse_totals(db))
+        shutil.rmtree(scratch, ignore_errors=True)
         floor = self.results.get("night", {}).get("floor")
         floor_samples: list[Sample] = []
         if floor is None:
@@ -478,7 +483,7 @@ class Bench:
             key: statistics.median(float(x[key]) for x in runs if x.get(key) is not None)
             if any(x.get(key) is not None for x in runs)
             else None
-            for key in ("wall_s", "import_s", "api_s", "data_s")
+            for key in ("wall_s", "import_s", "api_s", "data_s", "exit_s")
         }
         self.results["server"] = {
             "pipeline": {
@@ -493,12 +498,12 @@ class Bench:
                         "peak_rss": int(x.get("peak_rss") or 0),
                         "returncode": 0,
                         "timed_out": False,
-                        "result": {k: x.get(k) for k in ("import_s", "api_s", "data_s")},
+                        "result": {k: x.get(k) for k in ("import_s", "api_s", "data_s", "exit_s")},
                     }
                     for x in runs
                 ],
                 "ok": len(runs),
-                "n": len(samples),
+                "n": self.scale.repeats,
             },
             "process": summarize(samples),
             "floor": floor,
@@ -891,7 +896,13 @@ def figures(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             split = server.get("split", {})
             note = ", ".join(
                 f"{label} {_s(split.get(key))}"
-                for key, label in (("import_s", "import"), ("api_s", "API"), ("data_s", "data"))
+                for key, label in (
+                    ("import_s", "import"),
+                    ("api_s", "API"),
+                    ("data_s", "data"),
+                    ("exit_s", "exit"),
+                )
+                if split.get(key) is not None
             )
             if server.get("server_start_s") is not None:
                 note += f"; the server started in {_s(server['server_start_s'])}"
