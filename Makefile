@@ -46,8 +46,8 @@ lint: setup ## ruff, mypy and the package layers (import-linter)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-bench: setup ## the benchmarks at full scale (minutes; writes docs/benchmarks.md)
-	$(VENV)/bin/python -m benchmarks.run --scale full
+bench: setup ## every target of issue 16 at full scale, one run (~45 min; writes docs/benchmarks.md); BENCH_ARGS="--out DIR" reuses data cached there
+	$(VENV)/bin/python -m benchmarks.run --scale full $(BENCH_ARGS)
 
 clean: ## remove the environment and generated data
 	rm -rf $(VENV) $(TOOLS) data/demo data/landing data/outbox data/warehouse.duckdb*

@@ -273,6 +273,7 @@ def write_markdown(path: Path, record: dict[str, Any]) -> None:
         "",
         "```sh",
         "make bench        # = .venv/bin/python -m benchmarks.run --scale full",
+        "make bench BENCH_ARGS='--out DIR'   # data cached under DIR (else benchmarks/out)",
         "# some benchmarks (the others keep their last figures; what they need is built first):",
         ".venv/bin/python -m benchmarks.run --scale full --only night,server",
         "# the test's scale, a few minutes:",
