@@ -47,15 +47,23 @@ def _timed(acc: Totals, label: str, fn: Callable[..., Any]) -> Callable[..., Any
 
 def dates(args: argparse.Namespace) -> None:
     """Per feed date: wall/CPU seconds of each stage of a commit."""
+    import pipeline
     import pipeline.local as local
+    import pipeline.pay as pay
     import pipeline.plan as plan
+    import pipeline.sequence as sequence
     import pipeline.write as write
     import storage.staging as staging
     from config.settings import Settings
 
     acc: Totals = defaultdict(lambda: [0.0, 0.0])
-    for name in ("plan_run", "validate_partition", "issue"):
-        setattr(local, name, _timed(acc, name, getattr(local, name)))
+    for name in ("plan_run", "issue"):
+        setattr(sequence, name, _timed(acc, name, getattr(sequence, name)))
+    setattr(
+        pipeline,
+        "validate_partition",
+        _timed(acc, "validate_partition", pipeline.validate_partition),
+    )
     for name in ("adjudicate", "post"):
         setattr(write, name, _timed(acc, name, getattr(write, name)))
     for name in ("stage_discharges", "refresh_touched_stays"):
@@ -83,7 +91,8 @@ def dates(args: argparse.Namespace) -> None:
             raise
         _timed(acc, "COMMIT", con.execute)("COMMIT")
 
-    plan.open_warehouse = open_warehouse
+    for module in (sequence, plan, pay, write):
+        setattr(module, "open_warehouse", open_warehouse)
     write.open_warehouse = open_warehouse
     write.transaction = transaction
     settings = Settings.build(Path(args.landing), Path(args.warehouse), Path(args.outbox))

@@ -2,8 +2,9 @@
 
 benefits.md is the specification; each CTE below names the rule it implements. Work is limited
 to a *scope*: the stays a commit touched (with a new snapshot, those its changed people can
-change; every stay when the registry or rules changed), plus every other stay of the people those
-stays belong or belonged to, because an annual cap ties a person's stays together.
+change; every stay when the registry or rules changed), plus the stays those can change: the
+stays of the (member, benefit year) annual caps they are or were in, and the member's stays that
+overlap them (CALC_SQL).
 """
 
 from __future__ import annotations
@@ -101,30 +102,80 @@ SELECT hospital_code, settlement_id, current_version, match_status,
 FROM decided
 """
 
-# The stays to compute: the scope, and every other stay of the people it touches (annual caps).
+# The stays to compute: the scope, and the stays its changes reach through the two rules that
+# tie stays together (benefits.md): the annual cap ties a member's stays of one benefit year, and
+# the overlap rule ties a member's stays that overlap in time. Nothing else of history is read:
+# - people: whoever a scope stay is matched to now, or was matched or posted to before;
+# - their other stays as last computed (``people_stays``: the statuses a covered stay can have);
+# - overlap: those of them that overlap a scope stay now, or were held because of one;
+# - cap: every stay in a (member, benefit year) that a scope stay is in now or was in before, or
+#   that an overlap-touched stay is in (released or newly held, it enters or leaves that cap).
+# Stays pulled in for a cap need nothing more: their own inputs did not change, and an overlap
+# with a changed stay already put them in. ``kept_covered`` is the rest of those people's covered
+# stays: not recomputed, but a recomputed stay is judged against them (OVERLAP_SQL).
 CALC_SQL = """
 CREATE OR REPLACE TEMP TABLE affected_people AS
 SELECT national_id FROM new_match WHERE national_id <> ''
 UNION SELECT national_id FROM stay_outcomes o
       SEMI JOIN scope USING (hospital_code, settlement_id) WHERE national_id <> ''
-UNION SELECT national_id FROM ledger_entries l SEMI JOIN scope USING (hospital_code, settlement_id);
+UNION SELECT national_id FROM ledger_balances l SEMI JOIN scope USING (hospital_code, settlement_id);
+
+CREATE OR REPLACE TEMP TABLE people_stays AS
+SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.national_id,
+       o.match_method, o.overlapped_stay, s.admission_date, s.discharge_date,
+       year(s.discharge_date) AS benefit_year
+FROM (
+    SELECT * FROM stay_outcomes o
+    SEMI JOIN affected_people USING (national_id)
+    ANTI JOIN scope USING (hospital_code, settlement_id)
+    WHERE o.status IN ('not_covered', 'paid', 'zero_benefit')
+       OR (o.status = 'review' AND o.reason = 'overlap')
+) o
+JOIN stays s USING (hospital_code, settlement_id);
+
+CREATE OR REPLACE TEMP TABLE scope_now AS
+SELECT n.hospital_code, n.settlement_id, n.national_id, s.admission_date, s.discharge_date
+FROM new_match n JOIN stays s USING (hospital_code, settlement_id)
+WHERE n.match_status = 'matched';
+
+CREATE OR REPLACE TEMP TABLE overlap_touched AS
+SELECT p.hospital_code, p.settlement_id
+FROM people_stays p JOIN scope_now n
+  ON p.national_id = n.national_id
+ AND p.admission_date < n.discharge_date AND n.admission_date < p.discharge_date
+UNION
+SELECT p.hospital_code, p.settlement_id
+FROM people_stays p
+WHERE p.overlapped_stay IN (SELECT hospital_code || '/' || settlement_id FROM scope);
+
+CREATE OR REPLACE TEMP TABLE affected_years AS
+SELECT national_id, year(discharge_date) AS benefit_year FROM scope_now
+UNION SELECT national_id, benefit_year FROM stay_plan_targets
+      SEMI JOIN scope USING (hospital_code, settlement_id)
+UNION SELECT national_id, benefit_year FROM people_stays
+      SEMI JOIN overlap_touched USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE calc_match AS
 SELECT hospital_code, settlement_id, current_version, match_status, reason, national_id,
        match_method
 FROM new_match
 UNION ALL
-SELECT o.hospital_code, o.settlement_id, o.current_version, 'matched', '', o.national_id,
-       o.match_method
-FROM stay_outcomes o
-SEMI JOIN affected_people USING (national_id)
-ANTI JOIN scope USING (hospital_code, settlement_id)
-WHERE o.status IN ('not_covered', 'paid', 'zero_benefit')
-   OR (o.status = 'review' AND o.reason = 'overlap');
+SELECT p.hospital_code, p.settlement_id, p.current_version, 'matched', '', p.national_id,
+       p.match_method
+FROM people_stays p
+WHERE EXISTS (SELECT 1 FROM affected_years y
+              WHERE y.national_id = p.national_id AND y.benefit_year = p.benefit_year)
+   OR EXISTS (SELECT 1 FROM overlap_touched t
+              WHERE t.hospital_code = p.hospital_code AND t.settlement_id = p.settlement_id);
 
 CREATE OR REPLACE TEMP TABLE calc_keys AS
 SELECT hospital_code, settlement_id FROM calc_match
 UNION SELECT hospital_code, settlement_id FROM scope;
+
+CREATE OR REPLACE TEMP TABLE kept_covered AS
+SELECT hospital_code, settlement_id, national_id, admission_date, discharge_date
+FROM people_stays ANTI JOIN calc_keys USING (hospital_code, settlement_id)
+WHERE status <> 'not_covered';
 """
 
 _INT64_MAX = 9_223_372_036_854_775_807
@@ -184,12 +235,18 @@ WITH c AS (
     SELECT DISTINCT hospital_code, settlement_id, current_version, national_id,
            admission_date, discharge_date
     FROM calc_covering
+), everyone AS (
+    -- a recomputed stay is judged against all of its member's covered stays, recomputed or not
+    SELECT hospital_code, settlement_id, national_id, admission_date, discharge_date FROM c
+    UNION ALL
+    SELECT hospital_code, settlement_id, national_id, admission_date, discharge_date
+    FROM kept_covered SEMI JOIN c USING (national_id)
 ), overlapping AS (
     SELECT b.hospital_code, b.settlement_id, b.current_version,
            arg_min(a.hospital_code || '/' || a.settlement_id,
                    (a.admission_date, a.discharge_date, a.hospital_code, a.settlement_id))
                AS overlapped_stay
-    FROM c b JOIN c a
+    FROM c b JOIN everyone a
       ON a.national_id = b.national_id
      AND a.admission_date < b.discharge_date AND b.admission_date < a.discharge_date
      AND (a.admission_date < b.admission_date

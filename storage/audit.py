@@ -6,6 +6,8 @@ The checks run on a read-only connection and write only temporary tables.
 - ``member_identity``: for every member, ``sum(instructions) − recovery_due = sum(ledger)``;
 - ``ledger_target``: for every (stay, plan, member), the ledger sum equals the target that the
   adjudication SQL computes now from the stored inputs (every stay recomputed);
+- ``ledger_balance``: ``ledger_balances`` (what a night reads as "posted so far") equals, per
+  (stay, plan, member), the sum and the newest version of the ledger entries;
 - ``seal_chain``: every run's entries still give its seal, and each seal links to the previous;
 - the batch checks, against what ``outbox.audit`` found on disk (``batch_findings``).
 """
@@ -119,6 +121,59 @@ def ledger_targets(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             f"ledger {fen_to_yuan(ledger)} ≠ target {fen_to_yuan(target)}",
             "if the seal chain is intact, a run was interrupted or inputs changed: "
             "`claims run` posts the difference; if the seals are broken, " + RESTORE,
+        )
+
+    return _capped(rows, int(total[0]) if total else 0, make)
+
+
+def ledger_balances(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """The balances a night posts against (migration 012) equal the ledger they summarise."""
+    query = """
+        WITH l AS (SELECT hospital_code, settlement_id, plan_code, national_id,
+                          sum(amount_fen)::BIGINT AS fen, arg_max(version, posted_at) AS version
+                   FROM ledger_entries GROUP BY ALL)
+        SELECT hospital_code, settlement_id, plan_code, national_id,
+               l.fen, b.posted_fen, l.version, b.last_version, b.n
+        FROM l FULL JOIN (
+            SELECT hospital_code, settlement_id, plan_code, national_id, count(*) AS n,
+                   sum(posted_fen)::BIGINT AS posted_fen, max(last_version) AS last_version
+            FROM ledger_balances GROUP BY ALL
+        ) b USING (hospital_code, settlement_id, plan_code, national_id)
+        WHERE l.fen IS NULL OR b.n IS DISTINCT FROM 1
+           OR coalesce(l.fen, 0) <> b.posted_fen
+           OR (l.version IS NOT NULL AND l.version <> b.last_version)
+    """
+    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+
+    def make(
+        h: str,
+        s: str,
+        plan: str,
+        nid: str,
+        ledger: int | None,
+        balance: int | None,
+        version: int | None,
+        last: int | None,
+        n: int | None,
+    ) -> Finding:
+        if ledger is None:
+            detail = f"a balance of {fen_to_yuan(balance or 0)} and no ledger entries"
+        elif n is None:
+            detail = f"ledger {fen_to_yuan(ledger or 0)} and no balance row"
+        elif n > 1:
+            detail = f"{n} balance rows for one key"
+        elif (ledger or 0) != balance:
+            detail = f"balance {fen_to_yuan(balance or 0)} ≠ ledger {fen_to_yuan(ledger or 0)}"
+        else:
+            detail = f"balance at version {last} ≠ ledger's newest entry at version {version}"
+        return Finding(
+            "ledger_balance",
+            f"stay {h}/{s} plan {plan} member {mask_id(nid)}",
+            detail,
+            "the next run would post against a wrong balance: do not run; if the seal chain "
+            "is intact, the balances alone drifted (rebuild them from the ledger: "
+            "migration 012's INSERT); otherwise " + RESTORE,
         )
 
     return _capped(rows, int(total[0]) if total else 0, make)

@@ -2,7 +2,9 @@
 
 For every (stay, plan, member) the adjudication may have changed, one entry of
 ``target − sum(entries so far)`` when that is not 0. Append-only: nothing here updates or
-deletes an entry, so re-running converges on the targets and never pays twice.
+deletes an entry, so re-running converges on the targets and never pays twice. "So far" is read
+from ``ledger_balances`` (one row per key, kept here in the same transaction as the entries;
+``claims verify`` checks it against the entries), so a night reads no ledger history.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from storage.sql import run_script
 POST_SQL = """
 CREATE OR REPLACE TEMP TABLE new_entries AS
 WITH posted AS (
-    -- one pass over the ledger: what each key of the recomputed stays has been posted so far
-    SELECT hospital_code, settlement_id, plan_code, national_id,
-           sum(amount_fen) AS posted_fen, arg_max(version, posted_at) AS last_version
-    FROM ledger_entries SEMI JOIN calc_keys USING (hospital_code, settlement_id)
-    GROUP BY ALL
+    -- what each key of the recomputed stays has been posted so far (the balances, not the
+    -- ledger: a night reads no history it does not recompute)
+    SELECT hospital_code, settlement_id, plan_code, national_id, posted_fen, last_version
+    FROM ledger_balances SEMI JOIN calc_keys USING (hospital_code, settlement_id)
 ), keys AS (
     SELECT hospital_code, settlement_id, plan_code, national_id FROM new_targets
     UNION
@@ -59,6 +60,24 @@ FROM new_entries
 # payouts.md, *Payment instructions*: net this run's entries against what the member owes.
 # This run's entries are exactly ``new_entries`` (all inserted, under this run's id): summed
 # there, the night reads none of the ledger's history to pay.
+# The balances of the keys this run posted: old balance + this run's entry, in the same
+# transaction as the entries (migration 012).
+BALANCES_SQL = """
+CREATE OR REPLACE TEMP TABLE new_balances AS
+SELECT n.hospital_code, n.settlement_id, n.plan_code, n.national_id,
+       (coalesce(b.posted_fen, 0) + n.amount_fen)::BIGINT AS posted_fen,
+       CASE WHEN b.last_posted_at > $posted_at THEN b.last_version ELSE n.version END
+           AS last_version,
+       greatest(coalesce(b.last_posted_at, $posted_at), $posted_at) AS last_posted_at
+FROM new_entries n
+LEFT JOIN ledger_balances b USING (hospital_code, settlement_id, plan_code, national_id);
+DELETE FROM ledger_balances b
+WHERE EXISTS (SELECT 1 FROM new_balances n
+              WHERE n.hospital_code = b.hospital_code AND n.settlement_id = b.settlement_id
+                AND n.plan_code = b.plan_code AND n.national_id = b.national_id);
+INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
+"""
+
 INSTRUCTIONS_SQL = """
 CREATE OR REPLACE TEMP TABLE member_net AS
 SELECT r.national_id, r.entry_count,
@@ -104,6 +123,7 @@ def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: date
     """Append the ledger deltas and this run's payment instructions and batch."""
     con.execute(POST_SQL)
     con.execute(INSERT_ENTRIES_SQL, {"run_id": run_id, "posted_at": at})
+    run_script(con, BALANCES_SQL, {"posted_at": at})
     run_script(con, INSTRUCTIONS_SQL, {"run_id": run_id, "batch_id": batch_id, "created_at": at})
     row = con.execute(
         "SELECT count(*), coalesce(sum(amount_fen), 0) FROM payment_instructions "

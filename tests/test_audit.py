@@ -262,9 +262,33 @@ def _recovery_by_hand(settings: Settings) -> str:
     return "member"
 
 
+def _drift_balance(settings: Settings) -> str:
+    """The ledger intact, the balance a night posts against drifted: the next run would pay
+    the wrong difference, so verify must name it."""
+    (h, s) = sql(
+        settings,
+        "SELECT hospital_code, settlement_id FROM ledger_balances "
+        "ORDER BY hospital_code, settlement_id LIMIT 1",
+    )[0]
+    sql(
+        settings,
+        "UPDATE ledger_balances SET posted_fen = posted_fen + 100 "
+        "WHERE hospital_code = ? AND settlement_id = ?",
+        [h, s],
+    )
+    return f"{h}/{s}"
+
+
 FAULTS = {
-    "an edited ledger amount": (_edit_amount, {"seal_chain", "member_identity", "ledger_target"}),
-    "a deleted entry": (_delete_entry, {"seal_chain", "member_identity", "ledger_target"}),
+    "an edited ledger amount": (
+        _edit_amount,
+        {"seal_chain", "member_identity", "ledger_target", "ledger_balance"},
+    ),
+    "a deleted entry": (
+        _delete_entry,
+        {"seal_chain", "member_identity", "ledger_target", "ledger_balance"},
+    ),
+    "a drifted balance": (_drift_balance, {"ledger_balance"}),
     "a changed payment file": (
         _change_payment_file,
         {"manifest_sha256", "manifest_amount_sum", "file_rows"},
