@@ -128,7 +128,9 @@ amounts = st.one_of(st.integers(0, 50_000), st.integers(100_000, 3_000_000))
 def stays(draw: st.DrawFn, sid: str, nights: int) -> list[Version]:
     """A stay around the year end, then maybe corrections (new dates, amount or person) and a
     void, each delivered on a later (or the same) night."""
-    admitted = date(2025, 11, 20) + timedelta(days=draw(st.integers(0, 75)))
+    # most stays within a few weeks of the year end, so that they overlap and cross it
+    start = draw(st.sampled_from((date(2025, 12, 10), date(2025, 12, 10), date(2025, 11, 15))))
+    admitted = start + timedelta(days=draw(st.integers(0, 45)))
     discharged = min(admitted + timedelta(days=draw(st.integers(0, 20))), LAST_DISCHARGE)
     admitted = min(admitted, discharged)
     night = draw(st.integers(0, nights - 1))
@@ -137,7 +139,7 @@ def stays(draw: st.DrawFn, sid: str, nights: int) -> list[Version]:
         draw(st.sampled_from(("H001", "H001", "H003"))),
         1,
         "N",
-        draw(st.sampled_from((0, 0, 1, 1, 2, -1))),
+        draw(st.sampled_from((0, 0, 0, 1, 1, 2, -1))),
         admitted,
         discharged,
         draw(amounts),
@@ -328,8 +330,60 @@ CROSSING = History(
 )
 
 
-def test_a_correction_across_the_year_end_ends_where_a_full_recompute_does() -> None:
-    _run(CROSSING)
+# A 2025 stay holds one across the year end (2026's cap); then the 2025 stay is voided: the held
+# one is released, though no cap of the night's stay holds it (found by its ``overlapped_stay``).
+RELEASED = History(
+    nights=2,
+    enrolments=((0, "RETIREE_INPATIENT"),),
+    versions=(
+        _v("Y1", 1, "N", 0, "2025-12-20", "2025-12-30", 2_000_000, 0),
+        _v("X1", 1, "N", 0, "2025-12-28", "2026-01-05", 1_500_000, 0),
+        _v("Y1", 2, "V", 0, "2025-12-20", "2025-12-30", 2_000_000, 1),
+    ),
+    decisions=(),
+)
+
+# A 2025 stay holds one across the year end; a new 2026 stay brings that held stay into the
+# night's recomputation (2026's cap), and it must still be judged against the 2025 stay, which
+# the night does not recompute.
+STILL_HELD = History(
+    nights=2,
+    enrolments=((0, "RETIREE_INPATIENT"), (0, "UNION_BASIC")),
+    versions=(
+        _v("Y1", 1, "N", 0, "2025-12-28", "2025-12-31", 2_000_000, 0),
+        _v("X1", 1, "N", 0, "2025-12-30", "2026-01-05", 1_500_000, 0),
+        _v("Z1", 1, "N", 0, "2026-01-20", "2026-01-25", 1_800_000, 1),
+    ),
+    decisions=(),
+)
+
+
+# A stay that used up a 2025 cap moves to 2026, and another to a different person: the cap
+# it leaves behind is recomputed although no stay of the night is in that cap now.
+MOVED = History(
+    nights=2,
+    enrolments=((0, "RETIREE_INPATIENT"), (1, "RETIREE_INPATIENT")),
+    versions=(
+        _v("P1", 1, "N", 0, "2025-12-01", "2025-12-10", 2_000_000, 0),
+        _v("P2", 1, "N", 0, "2025-12-15", "2025-12-20", 1_500_000, 0),
+        _v("Q1", 1, "N", 1, "2025-11-20", "2025-11-25", 2_000_000, 0),
+        _v("Q2", 1, "N", 1, "2025-12-02", "2025-12-05", 1_500_000, 0),
+        _v("P1", 2, "C", 0, "2026-01-02", "2026-01-10", 2_000_000, 1),
+        _v("Q1", 2, "C", 0, "2025-11-20", "2025-11-25", 2_000_000, 1),
+    ),
+    decisions=(),
+)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [CROSSING, RELEASED, STILL_HELD, MOVED],
+    ids=["corrections", "released-across-the-year-end", "still-held", "moved-out-of-a-cap"],
+)
+def test_a_history_across_the_year_end_ends_where_a_full_recompute_does(
+    history: History,
+) -> None:
+    _run(history)
 
 
 @hypothesis.settings(
