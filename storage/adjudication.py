@@ -118,7 +118,8 @@ CREATE OR REPLACE TEMP TABLE affected_people AS
 SELECT national_id FROM new_match WHERE national_id <> ''
 UNION SELECT national_id FROM stay_outcomes o
       SEMI JOIN scope USING (hospital_code, settlement_id) WHERE national_id <> ''
-UNION SELECT national_id FROM ledger_balances l SEMI JOIN scope USING (hospital_code, settlement_id);
+UNION SELECT national_id FROM ledger_balances l
+      SEMI JOIN scope USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE people_stays AS
 SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.national_id,
