@@ -59,10 +59,10 @@ def dates(args: argparse.Namespace) -> None:
     acc: Totals = defaultdict(lambda: [0.0, 0.0])
     for name in ("plan_run", "issue"):
         setattr(sequence, name, _timed(acc, name, getattr(sequence, name)))
-    pipeline.validate_partition = _timed(acc, "validate_partition", pipeline.validate_partition)
+    pipeline.validate_partitions = _timed(acc, "validate", pipeline.validate_partitions)
     for name in ("adjudicate", "post"):
         setattr(write, name, _timed(acc, name, getattr(write, name)))
-    for name in ("stage_discharges", "refresh_touched_stays"):
+    for name in ("stage_discharge_set", "refresh_touched_stays"):
         setattr(staging, name, _timed(acc, name, getattr(staging, name)))
     opener = write.open_warehouse
 
