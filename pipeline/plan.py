@@ -106,7 +106,11 @@ def plan_run(
                 staging.record_waiting(
                     con, kind=p.kind, key=p.key, day=p.day, source=p.source, run_id=run_id
                 )
+            # A partition that already succeeded stays so (record_skipped leaves it as it is):
+            # only the others are written, not one statement per partition of all history.
             for p in skipped:
+                if states.get((DISCHARGES, p.key), (None,))[0] == "succeeded":
+                    continue
                 staging.record_skipped(
                     con, kind=DISCHARGES, key=p.key, content_hash=p.content_hash(), run_id=run_id
                 )
