@@ -46,7 +46,7 @@ lint: setup ## ruff, mypy and the package layers (import-linter)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-bench: setup ## every target of issue 16 at full scale, one run (~45 min; writes docs/benchmarks.md); BENCH_ARGS="--out DIR" reuses data cached there
+bench: setup ## every target of issue 16 at full scale, one run (~17 min with data cached; writes docs/benchmarks.md); BENCH_ARGS="--out DIR" reuses data cached there
 	$(VENV)/bin/python -m benchmarks.run --scale full $(BENCH_ARGS)
 
 clean: ## remove the environment and generated data
