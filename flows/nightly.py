@@ -206,11 +206,6 @@ def report(settings: Settings, results: list[CommitResult], title: str) -> str:
     return str(path)
 
 
-def _io_failure(ref: Partition, exc: OSError) -> pipeline.Validated:
-    """An I/O error that outlived its retries fails only its partition; the next run retries."""
-    return pipeline.io_failure(ref, exc)
-
-
 def _validate_all(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
     """Validate the plan's partitions concurrently on the flow's task runner (2 threads, or
     Dask workers); each writes its staged Parquet under ``plan.work_dir``."""
@@ -233,7 +228,7 @@ def _validate_all(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.V
             try:
                 validated.append(future.result())
             except OSError as exc:
-                validated.append(_io_failure(ref, exc))
+                validated.append(pipeline.io_failure(ref, exc))
             advance()
     return validated
 
@@ -410,7 +405,7 @@ def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipelin
                 )
             )
         except OSError as exc:
-            validated.append(_io_failure(plan.snapshot, exc))
+            validated.append(pipeline.io_failure(plan.snapshot, exc))
     return validated
 
 

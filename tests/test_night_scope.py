@@ -25,7 +25,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
-from stdnum.cn import ric
+from test_ledger import PLANS, Person, frame, yuan
 
 import synth
 from config.settings import Settings
@@ -36,7 +36,6 @@ from storage.ledger import post
 from storage.review import ReviewError, record_decision
 from storage.warehouse import open_warehouse, transaction
 
-PLANS = ("RETIREE_INPATIENT", "WORKER_MUTUAL", "GIG_WORKER", "UNION_BASIC")
 SNAPSHOT = date(2026, 2, 1)
 FIRST_NIGHT = date(2026, 3, 1)
 LAST_DISCHARGE = date(2026, 2, 28)
@@ -50,19 +49,6 @@ REGISTRY = pl.DataFrame(
         "in_network_to": ["", ""],
     }
 )
-
-
-@dataclass(frozen=True)
-class Person:
-    name: str
-    gender: str
-    birth: str
-    seq: int
-
-    @property
-    def nid(self) -> str:
-        body = f"310105{self.birth.replace('-', '')}{self.seq:03d}"
-        return body + ric.calc_check_digit(body + "0")
 
 
 PEOPLE = (
@@ -102,10 +88,10 @@ class Version:
             "admission_date": self.admitted.isoformat(),
             "discharge_date": self.discharged.isoformat(),
             "primary_diagnosis": "I63.900",
-            "total_cost": _yuan(fund + out + self.self_pay_fen),
-            "fund_paid": _yuan(fund),
-            "self_pay_in_scope": _yuan(self.self_pay_fen),
-            "self_pay_out_of_scope": _yuan(out),
+            "total_cost": yuan(fund + out + self.self_pay_fen),
+            "fund_paid": yuan(fund),
+            "self_pay_in_scope": yuan(self.self_pay_fen),
+            "self_pay_out_of_scope": yuan(out),
             "settled_at": f"{self.discharged.isoformat()}T1{self.version % 10}:00:00+08:00",
         }
 
@@ -116,10 +102,6 @@ class History:
     enrolments: tuple[tuple[int, str], ...]  # (person, plan)
     versions: tuple[Version, ...]
     decisions: tuple[tuple[int, int, str], ...]  # (after night, which open item, decision)
-
-
-def _yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
 
 
 amounts = st.one_of(st.integers(0, 50_000), st.integers(100_000, 3_000_000))
@@ -196,14 +178,6 @@ def histories(draw: st.DrawFn, most_stays: int = 9, most_nights: int = 5) -> His
     return History(nights, enrolments, versions, decisions)
 
 
-def _frame(rows: list[dict[str, str]], columns: tuple[str, ...]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [[r[c] for c in columns] for r in rows],
-        schema={c: pl.String for c in columns},
-        orient="row",
-    )
-
-
 def _snapshot(history: History) -> pl.DataFrame:
     rows = []
     for i, plan in history.enrolments:
@@ -221,7 +195,7 @@ def _snapshot(history: History) -> pl.DataFrame:
                 "payee_account": "6222020200112233",
             }
         )
-    return _frame(rows, synth.ENROLLMENT_COLUMNS)
+    return frame(rows, synth.ENROLLMENT_COLUMNS)
 
 
 DERIVED = {
@@ -265,7 +239,7 @@ def play(root: Path, history: History) -> Settings:
         rows = [v.row() for v in history.versions if v.night == night]
         if rows:
             synth.write_partition(
-                settings.landing, day, "SHYB", _frame(rows, synth.DISCHARGE_COLUMNS)
+                settings.landing, day, "SHYB", frame(rows, synth.DISCHARGE_COLUMNS)
             )
         result = run_local(settings, as_of=day)
         assert not result.failed, result.errors
