@@ -7,44 +7,52 @@ same bytes, because everything in it comes from committed rows.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
-from collections.abc import Callable, Sequence
-from datetime import UTC
+from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
+
 from storage.batches import PAYMENT_COLUMNS as COLUMNS
-from storage.batches import Instruction
-from transforms.money import fen_to_yuan
+from transforms.money import fen_to_yuan, yuan_text
 
 
 def batch_dir(outbox: Path, batch_id: str) -> Path:
     return outbox / "payments" / f"batch_id={batch_id}"
 
 
-def render_csv(instructions: Sequence[Instruction]) -> bytes:
-    """The batch file's bytes: UTF-8, ``\\n`` line ends, amounts in yuan with 2 decimals."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for i in instructions:
-        writer.writerow(
-            [
-                i.instruction_id,
-                i.batch_id,
-                i.national_id,
-                i.payee_name,
-                i.payee_account,
-                fen_to_yuan(i.amount_fen),
-                "CNY",
-                i.entry_count,
-                i.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            ]
-        )
-    return buffer.getvalue().encode("utf-8")
+def _field(text: pl.Expr) -> pl.Expr:
+    """A CSV field as Python's ``csv`` writes it by default (minimal quoting): quoted, with its
+    quotes doubled, when it holds a comma, a quote or a line break."""
+    needs = text.str.contains(r'[,"\r\n]')
+    quoted = pl.concat_str(pl.lit('"'), text.str.replace_all('"', '""', literal=True), pl.lit('"'))
+    return pl.when(needs).then(quoted).otherwise(text)
+
+
+def render_csv(instructions: pl.DataFrame) -> bytes:
+    """The batch file's bytes: UTF-8, ``\\n`` line ends, amounts in yuan with 2 decimals.
+
+    ``instructions`` is ``storage.batches.batch_frame``: one vectorised pass over the batch
+    (a year's backfill chunk holds ~300,000 instructions), the same bytes as writing each row
+    with ``csv.writer`` (``tests/test_payment_file.py`` holds both to that).
+    """
+    created = pl.from_epoch(pl.col("created_at_us"), time_unit="us").dt.strftime(
+        "%Y-%m-%dT%H:%M:%S%.6f+00:00"
+    )
+    fields = [
+        *(
+            _field(pl.col(c).fill_null(""))
+            for c in ("instruction_id", "batch_id", "national_id", "payee_name", "payee_account")
+        ),
+        yuan_text(pl.col("amount_fen")),
+        pl.lit("CNY"),
+        pl.col("entry_count").cast(pl.String),
+        created,
+    ]
+    lines = instructions.select(pl.concat_str(fields, separator=",")).to_series().to_list()
+    return "".join(f"{line}\n" for line in [",".join(COLUMNS), *lines]).encode("utf-8")
 
 
 def _atomic_write(path: Path, data: bytes, before_rename: Callable[[], None] | None = None) -> None:
@@ -61,7 +69,7 @@ def _atomic_write(path: Path, data: bytes, before_rename: Callable[[], None] | N
 def write_batch(
     outbox: Path,
     batch_id: str,
-    instructions: Sequence[Instruction],
+    instructions: pl.DataFrame,
     *,
     seal: str | None = None,
     fault: Callable[[str], None] | None = None,
@@ -79,8 +87,8 @@ def write_batch(
     )
     manifest = {
         "batch_id": batch_id,
-        "row_count": len(instructions),
-        "amount_sum": fen_to_yuan(sum(i.amount_fen for i in instructions)),
+        "row_count": instructions.height,
+        "amount_sum": fen_to_yuan(int(instructions.get_column("amount_fen").sum())),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     if seal is not None:

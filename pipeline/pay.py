@@ -14,7 +14,7 @@ def issue_pending_batches(settings: Settings, con: Connection) -> list[str]:
     """Write every committed batch not yet issued (the next run does this first)."""
     issued = []
     for batch_id in batch_store.unissued_batches(con):
-        rows = batch_store.batch_instructions(con, batch_id)
+        rows = batch_store.batch_frame(con, batch_id)
         seal = batch_store.batch_seal(con, batch_id)
         write_batch(settings.outbox, batch_id, rows, seal=seal, fault=fault_point)
         fault_point("after_batch_file")

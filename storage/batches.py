@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 import duckdb
+import polars as pl
 
+from storage.sql import frame
 from storage.warehouse import now
 
 # payouts.md: the columns of a batch's payments.csv, in order.
@@ -23,18 +22,6 @@ PAYMENT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Instruction:
-    instruction_id: str
-    batch_id: str
-    national_id: str
-    payee_name: str
-    payee_account: str
-    amount_fen: int
-    entry_count: int
-    created_at: datetime
-
-
 def unissued_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Batches committed but not yet written to the outbox (a crash after the commit)."""
     return [
@@ -45,17 +32,21 @@ def unissued_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def batch_instructions(con: duckdb.DuckDBPyConnection, batch_id: str) -> list[Instruction]:
-    """A batch's instructions in a fixed order, so its file is the same bytes every time."""
-    rows = con.execute(
+def batch_frame(con: duckdb.DuckDBPyConnection, batch_id: str) -> pl.DataFrame:
+    """A batch's instructions in a fixed order, so its file is the same bytes every time.
+
+    ``created_at`` comes as microseconds since the epoch (``created_at_us``): the file shows it
+    in UTC whatever the connection's time zone.
+    """
+    return frame(
+        con,
         """
         SELECT instruction_id, batch_id, national_id, payee_name, payee_account, amount_fen,
-               entry_count, created_at
+               entry_count, epoch_us(created_at) AS created_at_us
         FROM payment_instructions WHERE batch_id = ? ORDER BY instruction_id
         """,
         [batch_id],
-    ).fetchall()
-    return [Instruction(*row) for row in rows]
+    )
 
 
 def mark_issued(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
@@ -67,9 +58,10 @@ def mark_issued(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
 
 def batch_seal(con: duckdb.DuckDBPyConnection, batch_id: str) -> str | None:
     """The seal of the run that made a batch (its manifest carries it)."""
-    row = con.execute(
+    # fetchall: a result left unfinished would stop the next batch's ``con.sql`` (DuckDB 2).
+    rows = con.execute(
         "SELECT s.seal FROM payment_batches b JOIN ledger_seals s USING (run_id) "
         "WHERE b.batch_id = ?",
         [batch_id],
-    ).fetchone()
-    return str(row[0]) if row else None
+    ).fetchall()
+    return str(rows[0][0]) if rows else None

@@ -13,7 +13,7 @@ import polars as pl
 from schemas.notation import DECIMAL_RE, too_large, too_many_places
 from transforms.yuan import fen_to_yuan
 
-__all__ = ["fen_to_yuan", "to_fen"]
+__all__ = ["fen_to_yuan", "to_fen", "yuan_text"]
 
 
 def to_fen(text: pl.Expr) -> pl.Expr:
@@ -29,3 +29,18 @@ def to_fen(text: pl.Expr) -> pl.Expr:
     return (
         pl.when(ok).then(pl.when(negative).then(-fen).otherwise(fen)).alias(text.meta.output_name())
     )
+
+
+def yuan_text(fen: pl.Expr) -> pl.Expr:
+    """Int64 fen → yuan text with exactly 2 decimals, as ``fen_to_yuan`` gives, for a column.
+
+    >>> pl.DataFrame({"f": [123456, -5, 0]}).select(yuan_text(pl.col("f")))["f"].to_list()
+    ['1234.56', '-0.05', '0.00']
+    """
+    size = fen.abs()
+    return pl.concat_str(
+        pl.when(fen < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        (size // 100).cast(pl.String),
+        pl.lit("."),
+        (size % 100).cast(pl.String).str.pad_start(2, "0"),
+    ).alias(fen.meta.output_name())
