@@ -26,6 +26,8 @@ from schemas.notation import (
 )
 
 EARLIEST_ADMISSION = date(1990, 1, 1)
+SETTLEMENT_ID_RE = r"^[A-Za-z0-9-]{1,32}$"
+VERSION_RE = r"^0*[1-9][0-9]{0,8}$"
 TIMESTAMP_RE = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
     r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
@@ -99,11 +101,11 @@ class RawDischarge(DischargeRecord):
 
     @pa.check("settlement_id", error=rule("invalid_value", "must be 1-32 of A-Z, a-z, 0-9, -"))
     def settlement_id_shape(cls, data: PolarsData) -> pl.LazyFrame:
-        return passes(data, col(data).str.contains(r"^[A-Za-z0-9-]{1,32}$"))
+        return passes(data, col(data).str.contains(SETTLEMENT_ID_RE))
 
     @pa.check("version", error=rule("invalid_value", "must be a whole number ≥ 1"))
     def version_shape(cls, data: PolarsData) -> pl.LazyFrame:
-        return passes(data, col(data).str.contains(r"^0*[1-9][0-9]{0,8}$"))
+        return passes(data, col(data).str.contains(VERSION_RE))
 
     @pa.check("record_type", error=rule("invalid_value", "must be N, C or V"))
     def record_type_enum(cls, data: PolarsData) -> pl.LazyFrame:
@@ -213,7 +215,7 @@ class StagedDischarge(pa.DataFrameModel):
     source: Series[str]
     row_number: Series[pl.Int64] = pa.Field(ge=1)
     hospital_code: Series[str]
-    settlement_id: Series[str] = pa.Field(str_matches=r"^[A-Za-z0-9-]{1,32}$")
+    settlement_id: Series[str] = pa.Field(str_matches=SETTLEMENT_ID_RE)
     version: Series[pl.Int64] = pa.Field(ge=1)
     record_type: Series[str] = pa.Field(isin=["N", "C", "V"])
     national_id: Series[str]  # normalised; "" when the feed had none
