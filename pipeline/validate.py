@@ -155,7 +155,10 @@ def _stage(
 ) -> Validated:
     out = _partition_dir(work_dir, partition.key)
     out.mkdir(parents=True, exist_ok=True)
-    rows.staged.write_parquet(out / "staged.parquet")
+    # Uncompressed: the file lives for one run and is read once, from the page cache (a chunk's
+    # ~450,000 rows: ~0.4 CPU s to write instead of ~0.9 with zstd, 250 MB instead of 50 on disk
+    # until the run's staging folder is removed).
+    rows.staged.write_parquet(out / "staged.parquet", compression="uncompressed")
     rows.quarantine.write_parquet(out / "quarantine.parquet")
     return Validated(
         partition,

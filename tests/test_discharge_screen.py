@@ -228,5 +228,7 @@ def test_the_staged_guard_refuses_a_null() -> None:
     good, _ = discharges._judge(tagged, CODES)
     staged = discharges._staged(good)
     discharges._check_staged(staged)  # as it is: fine
-    with pytest.raises(RuntimeError, match="version"):
+    with pytest.raises(RuntimeError, match="nulls in version"):
         discharges._check_staged(staged.with_columns(pl.lit(None, pl.Int64).alias("version")))
+    with pytest.raises(RuntimeError, match=r"wrong types.*version"):
+        discharges._check_staged(staged.with_columns(pl.col("version").cast(pl.Int32)))

@@ -55,6 +55,10 @@ from transforms.money import to_fen
 from transforms.names import normalized_name
 
 STAGED_COLUMNS = columns_of(StagedDischarge)
+# The staged frame's names and types, from the model: what the guard (_check_staged) compares.
+STAGED_SCHEMA = pl.Schema(
+    {name: column.dtype.type for name, column in StagedDischarge.to_schema().columns.items()}
+)
 # Derived columns reported under the contract column they come from.
 _REPORTED_AS = {"is_known_hospital": "hospital_code", **{f"{m}_fen": m for m in MONEY}}
 
@@ -362,14 +366,16 @@ def _staged(good: pl.DataFrame) -> pl.DataFrame:
 def _check_staged(staged: pl.DataFrame) -> None:
     """A staged row breaking its contract is our bug: fail loudly rather than store it.
 
-    The rules of ``StagedDischarge`` were checked on these very rows by the screen or the
-    models, so the guard is cheap: the model checks the frame's names and types (pandera checks
-    no data on a lazy frame), and one polars pass counts nulls, which no staged column may hold
-    (a value that did not parse but was staged would show as one). Rows are not checked again
-    one by one.
+    The rules of ``StagedDischarge`` were checked on these very rows, by the screen or by the
+    models, so the guard is cheap and needs no pandera call: the frame's names, order and types
+    must be the model's (``STAGED_SCHEMA``), and one polars pass over the validity masks finds
+    any null, which no staged column may hold (a value that did not parse but was staged would
+    show as one). The rows' values are not checked again one by one.
     """
     frame = staged.select(STAGED_COLUMNS)
-    StagedDischarge.validate(frame.lazy())
+    if frame.schema != STAGED_SCHEMA:
+        found = {n: str(t) for n, t in frame.schema.items() if STAGED_SCHEMA.get(n) != t}
+        raise RuntimeError(f"staged discharge rows have the wrong types: {found}")
     nulls = [name for name, n in frame.null_count().row(0, named=True).items() if n]
     if nulls:
         raise RuntimeError(f"staged discharge rows hold nulls in {', '.join(nulls)}")
