@@ -34,23 +34,31 @@ TIMESTAMP_RE = (
 )
 
 
+# The usual way of writing one, with seconds and an offset: parsed as it is, without the
+# rewriting below (which would leave it as it is anyway).
+_CANONICAL_TIMESTAMP_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?[+-][0-9]{2}:[0-9]{2}$"
+)
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
+
+
 def parse_timestamp(text: pl.Expr) -> pl.Expr:
     """ISO 8601 timestamp → UTC; without an offset it is local time in Asia/Shanghai."""
-    shaped = text.str.contains(TIMESTAMP_RE)
+    canonical_shape = text.str.contains(_CANONICAL_TIMESTAMP_RE)
+    usual = pl.when(canonical_shape).then(text)
+    other = pl.when(~canonical_shape & text.str.contains(TIMESTAMP_RE)).then(text)
+    # Only the other values (usually none: null elsewhere, which costs nothing) are rewritten.
     canonical = (
-        text.str.replace(" ", "T")
+        other.str.replace(" ", "T")
         .str.replace(r"T([0-9]{2}:[0-9]{2})$", "T$1:00")
         .str.replace(r"T([0-9]{2}:[0-9]{2})([Z+-])", "T$1:00$2")
         .str.replace(r"Z$", "+00:00")
         .str.replace(r"([+-][0-9]{2})$", "$1:00")
     )
     with_zone = pl.when(canonical.str.contains(r"[+-][0-9]{2}:?[0-9]{2}$")).then(canonical)
-    local = canonical + "+08:00"
-    full = with_zone.otherwise(local)
-    return (
-        pl.when(shaped)
-        .then(full.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC"))
-        .otherwise(None)
+    full = with_zone.otherwise(canonical + "+08:00")
+    return pl.coalesce(usual, full).str.to_datetime(
+        _TIMESTAMP_FORMAT, strict=False, time_zone="UTC"
     )
 
 

@@ -13,7 +13,7 @@ import polars as pl
 from schemas.notation import DECIMAL_RE, too_large, too_many_places
 from transforms.yuan import fen_to_yuan
 
-__all__ = ["fen_to_yuan", "to_fen", "yuan_text"]
+__all__ = ["fen_to_yuan", "is_plain_amount", "plain_to_fen", "to_fen", "yuan_text"]
 
 
 def to_fen(text: pl.Expr) -> pl.Expr:
@@ -44,3 +44,18 @@ def yuan_text(fen: pl.Expr) -> pl.Expr:
         pl.lit("."),
         (size % 100).cast(pl.String).str.pad_start(2, "0"),
     ).alias(fen.meta.output_name())
+
+
+# The usual amount: 1 to 15 digits, a point and two decimals; its fen are its digits.
+PLAIN_AMOUNT_RE = r"^[0-9]{1,15}\.[0-9]{2}$"
+
+
+def is_plain_amount(text: pl.Expr) -> pl.Expr:
+    """The text is a usual amount (``PLAIN_AMOUNT_RE``), for which ``plain_to_fen`` suffices."""
+    return text.str.contains(PLAIN_AMOUNT_RE)
+
+
+def plain_to_fen(text: pl.Expr) -> pl.Expr:
+    """``to_fen`` of a usual amount (``is_plain_amount``), at a quarter of its cost: the digits
+    without the point. Only for a column whose values are all usual amounts (or null)."""
+    return text.str.replace(".", "", literal=True).cast(pl.Int64).alias(text.meta.output_name())
