@@ -15,7 +15,12 @@ models: the reference ``tests/test_discharge_screen.py`` holds the screen to.
 
 Typed Parquet dates may arrive as ``pl.Date`` (``landing.readers``, ``keep_dates``): the screen
 uses them as they are; the raw JSON and the models get the text the reader would have made of
-them (``YYYY-MM-DD``), so a row's raw JSON shows its values as received either way.
+them (``YYYY-MM-DD``), so a row's raw JSON shows its values as received either way. (The
+pipeline reads discharges as text all the same: measured on a backfill chunk, keeping dates
+typed saved nothing, and every staged row carries its raw JSON, as text, anyway.)
+
+The staged frame is guarded against our own bugs cheaply (``_check_staged``): names and types
+against ``StagedDischarge`` and one pass counting nulls, not a pandera pass over every row.
 """
 
 from __future__ import annotations
