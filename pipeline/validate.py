@@ -82,8 +82,9 @@ def validate_partitions(
 
     Each partition is read, checked and failed on its own, as by ``validate_partition``; the
     rows of those that were read are checked in one pass (``validate_discharge_batch``: one
-    call of each model per file format instead of one per partition), then staged per
-    partition. An I/O error fails only its partition, marked for retry by the next run.
+    polars screen, then one call of each model for the suspect rows of all partitions of a
+    file format, instead of one per partition), then staged per partition (uncompressed
+    Parquet). An I/O error fails only its partition, marked for retry by the next run.
     """
     return _validate_discharge_partitions(
         partitions, work_dir=work_dir, registry_file=registry_file, raise_io=False
