@@ -19,6 +19,8 @@ POINTS = (
 )
 # Points outside a run (the run's crash tests go through POINTS only).
 BACKUP_POINTS = ("backup_half",)  # backup: warehouse copied, its checksums not yet written
+# In a backfill's prefetching child process (pipeline.prefetch): the child dies, the run goes on.
+PREFETCH_POINTS = ("prefetch_child",)
 _passed: dict[str, int] = {}
 
 

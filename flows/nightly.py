@@ -39,6 +39,8 @@ from landing.errors import PartitionError
 from landing.partitions import Partition
 from outbox.report import render_markdown, write_report
 from outbox.summary import CommitResult
+from pipeline.backfill import prefetcher_for, run_chunk
+from pipeline.prefetch import Prefetcher
 from pipeline.sequence import plan_request
 from storage.lock import run_lock
 from storage.warehouse import WarehouseBusy, warehouse_session
@@ -388,42 +390,20 @@ def nightly_for(settings: Settings) -> Flow[..., Any]:
     )
 
 
-def _validate_inline(settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
-    """A backfill chunk's partitions, in this thread and in one pass
-    (``pipeline.validate_partitions``): one task run per chunk keeps a long backfill off
-    Prefect's per-task overhead (platform-facts: >1 000 task runs stall)."""
-    validated = pipeline.validate_partitions(
-        plan.discharges, work_dir=plan.work_dir, registry_file=plan.registry_file
-    )
-    if plan.snapshot is not None:
-        try:
-            validated.append(
-                pipeline.validate_snapshot(
-                    plan.snapshot,
-                    work_dir=plan.work_dir,
-                    threshold=settings.snapshot_reject_threshold,
-                )
-            )
-        except OSError as exc:
-            validated.append(pipeline.io_failure(plan.snapshot, exc))
-    return validated
-
-
-class _InlineSteps(pipeline.LocalSteps):
-    """A backfill chunk's steps in this thread (one task run per chunk keeps a long backfill
-    off Prefect's per-task overhead: platform-facts, >1 000 task runs stall); an I/O error that
-    outlives nothing fails only its partition, as in the nightly run."""
-
-    def validate(self, settings: Settings, plan: pipeline.RunPlan) -> list[pipeline.Validated]:
-        return _validate_inline(settings, plan)
-
-
 @task(task_run_name="{chunk.label}", cache_policy=NO_CACHE, persist_result=False)
 @_sanitized
-def backfill_chunk(settings: Settings, chunk: pipeline.Chunk) -> CommitResult:
-    """One chunk of a backfill's feed dates: the run's one sequence of steps, one commit."""
-    request = pipeline.Request("backfill", chunk.last, feed_dates=(chunk.first, chunk.last))
-    return pipeline.run_steps(settings, _InlineSteps(), request)
+def backfill_chunk(
+    settings: Settings,
+    chunk: pipeline.Chunk,
+    prefetch: Prefetcher | None = None,
+    next_chunk: pipeline.Chunk | None = None,
+) -> CommitResult:
+    """One chunk of a backfill's feed dates: the run's one sequence of steps, one commit, in
+    this thread and in one pass (one task run per chunk keeps a long backfill off Prefect's
+    per-task overhead: platform-facts, >1 000 task runs stall). With ``prefetch``, its
+    partitions were validated in a second process while the previous chunk committed, and
+    ``next_chunk``'s are while this one commits (``pipeline.prefetch``)."""
+    return run_chunk(settings, chunk, prefetch=prefetch, next_chunk=next_chunk)
 
 
 @flow(
@@ -460,9 +440,14 @@ def backfill(
     ):
         pipeline.check_pairing(settings)
         chunks = pipeline.backfill_chunks(settings, first, last, int(chunk_days))
-        with progress("backfill chunks", len(chunks)) as advance:
-            for chunk in chunks:
-                results.append(backfill_chunk(settings, chunk))
+        # The next chunk is validated in a second process while one commits; the prefetcher
+        # (and its child) lives across the chunks' task runs and ends with this block.
+        with (
+            prefetcher_for(settings, chunks) as prefetch,
+            progress("backfill chunks", len(chunks)) as advance,
+        ):
+            for chunk, following in zip(chunks, [*chunks[1:], None], strict=True):
+                results.append(backfill_chunk(settings, chunk, prefetch, following))
                 advance()
         if results:
             report(settings, results, title=f"claims backfill {first} to {last}")

@@ -6,15 +6,29 @@ batch, in one transaction) and one issue. The ledger converges on the targets (A
 the ledger a backfill ends with does not depend on how its dates were chunked; ``chunk_days=1``
 is one commit per date. Resumable: a partition already committed with its content is skipped,
 so running the same backfill again after a kill commits only what the killed one had not.
+
+``run_chunk`` is one chunk's run, for ``backfill_local`` and the backfill flow's task alike;
+with a ``Prefetcher`` (``pipeline.prefetch``), the next chunk's partitions are validated in a
+second process while this chunk commits.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import pipeline
 from config.settings import ConfigError, Settings
-from pipeline.plan import feed_dates_between
+from landing.partitions import Partition
+from outbox.summary import CommitResult
+from pipeline.plan import RunPlan, expected_discharges, feed_dates_between
+from pipeline.prefetch import Prefetcher
+from pipeline.sequence import LocalSteps, Request, plan_request, run_steps
+from pipeline.validate import Validated, io_failure
+
+log = logging.getLogger("claims")
 
 DEFAULT_CHUNK_DAYS = 31
 
@@ -66,3 +80,82 @@ def backfill_chunks(
     if first > last:
         raise ConfigError("--from must not be after --to")
     return chunk_dates(feed_dates_between(settings, first, last), chunk_days)
+
+
+def prefetcher_for(
+    settings: Settings, chunks: list[Chunk]
+) -> AbstractContextManager[Prefetcher | None]:
+    """A prefetcher for a backfill of ``chunks`` (none for a single chunk: nothing follows it)."""
+    if len(chunks) < 2:
+        return nullcontext(None)
+    return Prefetcher(settings.staging_dir)
+
+
+class BackfillSteps(LocalSteps):
+    """A backfill chunk's steps in this thread. Its discharge partitions come from the
+    prefetcher where it validated them with the content the plan chose (the rest is validated
+    here), and once they are in hand the next chunk's are prefetched while this one commits.
+    An I/O error fails only its partition (snapshot included), to be retried by the next run."""
+
+    def __init__(
+        self, chunk: Chunk, prefetch: Prefetcher | None = None, next_chunk: Chunk | None = None
+    ) -> None:
+        self.chunk, self.prefetch, self.next_chunk = chunk, prefetch, next_chunk
+
+    def plan(self, settings: Settings, request: Request) -> RunPlan:
+        keep = self.prefetch.keep if self.prefetch is not None else ()
+        return plan_request(settings, request, keep_staging=keep)
+
+    def validate_discharges(self, settings: Settings, plan: RunPlan) -> list[Validated]:
+        ready: dict[Partition, Validated] = {}
+        if self.prefetch is not None:
+            ready = self.prefetch.take(self.chunk, plan.discharges, plan.registry_file)
+        rest = [p for p in plan.discharges if p not in ready]
+        fresh = iter(
+            pipeline.validate_partitions(
+                rest, work_dir=plan.work_dir, registry_file=plan.registry_file
+            )
+            if rest
+            else []
+        )
+        validated = [ready[p] if p in ready else next(fresh) for p in plan.discharges]
+        if self.prefetch is not None:
+            log.info(
+                "%s: %d of %d partition(s) validated ahead",
+                self.chunk.label,
+                len(ready),
+                len(plan.discharges),
+            )
+        if self.prefetch is not None and self.next_chunk is not None:
+            # Once this chunk is validated: the child then has the second core to itself while
+            # this process commits.
+            following = (self.next_chunk.first, self.next_chunk.last)
+            self.prefetch.start(
+                self.next_chunk, expected_discharges(settings, following), plan.registry_file
+            )
+        return validated
+
+    def validate_snapshot(
+        self, settings: Settings, snapshot: Partition, work_dir: str
+    ) -> Validated:
+        try:
+            return super().validate_snapshot(settings, snapshot, work_dir)
+        except OSError as exc:
+            return io_failure(snapshot, exc)
+
+
+def run_chunk(
+    settings: Settings,
+    chunk: Chunk,
+    *,
+    prefetch: Prefetcher | None = None,
+    next_chunk: Chunk | None = None,
+) -> CommitResult:
+    """One chunk of a backfill: the run's one sequence of steps, one commit. Its prefetched
+    files go once it is committed (or has failed)."""
+    request = Request("backfill", chunk.last, feed_dates=(chunk.first, chunk.last))
+    try:
+        return run_steps(settings, BackfillSteps(chunk, prefetch, next_chunk), request)
+    finally:
+        if prefetch is not None:
+            prefetch.release(chunk)

@@ -6,7 +6,7 @@ from datetime import date
 
 from config.settings import Settings
 from outbox.summary import CommitResult
-from pipeline.backfill import DEFAULT_CHUNK_DAYS, backfill_chunks
+from pipeline.backfill import DEFAULT_CHUNK_DAYS, backfill_chunks, prefetcher_for, run_chunk
 from pipeline.sequence import LocalSteps, Request, run_steps
 from storage.lock import run_lock
 from storage.warehouse import warehouse_session
@@ -32,21 +32,16 @@ def run_local(
 def backfill_local(
     settings: Settings, first: date, last: date, *, chunk_days: int = DEFAULT_CHUNK_DAYS
 ) -> list[CommitResult]:
-    """``claims backfill`` without Prefect: one ``run_local`` per chunk of feed dates, on one
-    warehouse connection, as the backfill flow does (one task run per chunk)."""
+    """``claims backfill`` without Prefect: one run per chunk of feed dates, on one warehouse
+    connection, the next chunk validated in a second process while one commits, as the
+    backfill flow does (one task run per chunk)."""
     chunks = backfill_chunks(settings, first, last, chunk_days)
     results = []
     with (
         run_lock(settings.warehouse, settings.lock_timeout_s),
         warehouse_session(settings.warehouse),
+        prefetcher_for(settings, chunks) as prefetch,
     ):
-        for chunk in chunks:
-            results.append(
-                run_local(
-                    settings,
-                    command="backfill",
-                    as_of=chunk.last,
-                    feed_dates=(chunk.first, chunk.last),
-                )
-            )
+        for chunk, following in zip(chunks, [*chunks[1:], None], strict=True):
+            results.append(run_chunk(settings, chunk, prefetch=prefetch, next_chunk=following))
     return results

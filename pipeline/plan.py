@@ -70,18 +70,20 @@ def plan_run(
     feed_dates: tuple[date, date] | None = None,
     run_id: str | None = None,
     flow_run_id: str | None = None,
+    keep_staging: tuple[str, ...] = (),
 ) -> RunPlan:
     """Decide what this run processes, recover what a killed run left, record waiting folders.
 
     Must be called holding the run lock. Bad usage (an unknown partition to re-run, a broken
-    rules file) stops here before anything is written.
+    rules file) stops here before anything is written. ``keep_staging`` names folders of the
+    staging folder that are in use by the caller (a backfill's prefetched chunk), not left over.
     """
     started = datetime.now(UTC)
     run_id = run_id or new_run_id(started)
     rules = _rules(settings)
     found = discover(settings.landing)
     _check_rerun_keys(found.discharges, rerun_keys)
-    _remove_stale_staging(settings.staging_dir)
+    _remove_stale_staging(settings.staging_dir, keep=keep_staging)
     work_dir = settings.staging_dir / run_id
     work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -139,14 +141,14 @@ def plan_run(
     )
 
 
-def _remove_stale_staging(staging_dir: Path) -> None:
+def _remove_stale_staging(staging_dir: Path, *, keep: tuple[str, ...] = ()) -> None:
     """Staging folders of killed runs hold personal data and are never read again: remove them.
 
-    Called under the run lock, so no other run is using one.
+    Called under the run lock, so no other run is using one; ``keep`` are this process's own.
     """
     if staging_dir.is_dir():
         for folder in staging_dir.iterdir():
-            if folder.is_dir():
+            if folder.is_dir() and folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -265,6 +267,24 @@ def _choose_snapshot(
     if status == "failed" and last_content == content and not retry and not force:
         return None
     return newest
+
+
+def expected_discharges(settings: Settings, feed_dates: tuple[date, date]) -> list[Partition]:
+    """The discharge partitions a backfill's plan of ``feed_dates`` would process if nothing
+    changed before it runs: the plan's own choice, without its writes. A guess to validate
+    ahead of time (``pipeline.prefetch``); the plan, when it runs, decides."""
+    found = discover(settings.landing)
+    with open_warehouse(settings.warehouse) as con:
+        states = staging.partition_states(con)
+    chosen, _skipped, _waiting = _choose_discharges(
+        found.discharges,
+        states,
+        as_of=feed_dates[1],
+        feed_dates=feed_dates,
+        rerun_keys=None,
+        rerun_failed=False,
+    )
+    return chosen
 
 
 def feed_dates_between(settings: Settings, first: date, last: date) -> list[date]:

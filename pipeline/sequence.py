@@ -14,6 +14,7 @@ from typing import Protocol
 
 import pipeline
 from config.settings import Settings
+from landing.partitions import Partition
 from outbox.summary import CommitResult
 from pipeline.guard import check_landing, check_pairing
 from pipeline.pay import issue
@@ -98,9 +99,12 @@ def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResul
     return result
 
 
-def plan_request(settings: Settings, request: Request) -> RunPlan:
+def plan_request(
+    settings: Settings, request: Request, *, keep_staging: tuple[str, ...] = ()
+) -> RunPlan:
     """Plan what ``request`` asks; a retried flow run re-processes the partitions that failed
-    in it, content changed or not, and nothing that succeeded. Under the run lock."""
+    in it, content changed or not, and nothing that succeeded. Under the run lock.
+    ``keep_staging``: staging folders still in use by this process (``plan_run``)."""
     if request.retry and request.flow_run_id is not None:
         with open_warehouse(settings.warehouse) as con:
             failed = runs.failed_in_flow_run(con, request.flow_run_id)
@@ -116,6 +120,7 @@ def plan_request(settings: Settings, request: Request) -> RunPlan:
         rerun_failed=request.rerun_failed,
         feed_dates=request.feed_dates,
         flow_run_id=request.flow_run_id,
+        keep_staging=keep_staging,
     )
 
 
@@ -126,20 +131,25 @@ class LocalSteps:
         return plan_request(settings, request)
 
     def validate(self, settings: Settings, plan: RunPlan) -> list[Validated]:
-        # The plan's discharge partitions in one pass (a night's, or a backfill chunk's):
-        # through the package, so that a test may replace ``pipeline.validate_partitions``.
-        validated = pipeline.validate_partitions(
+        validated = self.validate_discharges(settings, plan)
+        if plan.snapshot is not None:
+            validated.append(self.validate_snapshot(settings, plan.snapshot, plan.work_dir))
+        return validated
+
+    def validate_discharges(self, settings: Settings, plan: RunPlan) -> list[Validated]:
+        """The plan's discharge partitions in one pass (a night's, or a backfill chunk's)."""
+        # Through the package, so that a test may replace ``pipeline.validate_partitions``.
+        return pipeline.validate_partitions(
             plan.discharges, work_dir=plan.work_dir, registry_file=plan.registry_file
         )
-        if plan.snapshot is not None:
-            validated.append(
-                pipeline.validate_snapshot(
-                    plan.snapshot,
-                    work_dir=plan.work_dir,
-                    threshold=settings.snapshot_reject_threshold,
-                )
-            )
-        return validated
+
+    def validate_snapshot(
+        self, settings: Settings, snapshot: Partition, work_dir: str
+    ) -> Validated:
+        """The snapshot to load; an I/O error propagates (a debugging run shows it)."""
+        return pipeline.validate_snapshot(
+            snapshot, work_dir=work_dir, threshold=settings.snapshot_reject_threshold
+        )
 
     def commit(self, settings: Settings, plan: RunPlan, validated: list[Validated]) -> CommitResult:
         return commit(settings, plan, validated)
