@@ -39,7 +39,7 @@ from landing.errors import PartitionError
 from landing.partitions import Partition
 from outbox.report import render_markdown, write_report
 from outbox.summary import CommitResult
-from pipeline.backfill import prefetcher_for, run_chunk
+from pipeline.backfill import prefetcher_for, run_chunk, with_next
 from pipeline.prefetch import Prefetcher
 from pipeline.sequence import plan_request
 from storage.lock import run_lock
@@ -446,7 +446,7 @@ def backfill(
             prefetcher_for(settings, chunks) as prefetch,
             progress("backfill chunks", len(chunks)) as advance,
         ):
-            for chunk, following in zip(chunks, [*chunks[1:], None], strict=True):
+            for chunk, following in with_next(chunks):
                 results.append(backfill_chunk(settings, chunk, prefetch, following))
                 advance()
         if results:

@@ -82,6 +82,11 @@ def backfill_chunks(
     return chunk_dates(feed_dates_between(settings, first, last), chunk_days)
 
 
+def with_next(chunks: list[Chunk]) -> list[tuple[Chunk, Chunk | None]]:
+    """Each chunk with the one after it (None for the last)."""
+    return list(zip(chunks, [*chunks[1:], None], strict=False))
+
+
 def prefetcher_for(
     settings: Settings, chunks: list[Chunk]
 ) -> AbstractContextManager[Prefetcher | None]:

@@ -6,7 +6,13 @@ from datetime import date
 
 from config.settings import Settings
 from outbox.summary import CommitResult
-from pipeline.backfill import DEFAULT_CHUNK_DAYS, backfill_chunks, prefetcher_for, run_chunk
+from pipeline.backfill import (
+    DEFAULT_CHUNK_DAYS,
+    backfill_chunks,
+    prefetcher_for,
+    run_chunk,
+    with_next,
+)
 from pipeline.sequence import LocalSteps, Request, run_steps
 from storage.lock import run_lock
 from storage.warehouse import warehouse_session
@@ -42,6 +48,6 @@ def backfill_local(
         warehouse_session(settings.warehouse),
         prefetcher_for(settings, chunks) as prefetch,
     ):
-        for chunk, following in zip(chunks, [*chunks[1:], None], strict=True):
+        for chunk, following in with_next(chunks):
             results.append(run_chunk(settings, chunk, prefetch=prefetch, next_chunk=following))
     return results
