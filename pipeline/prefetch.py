@@ -140,7 +140,7 @@ class Prefetcher:
             done = job.future.result(timeout=WAIT_S)
         except FutureTimeout:
             log.warning("the prefetch of a chunk took too long; validating it here")
-            self._give_up()
+            self._give_up(at_work=True)
             return {}
         except Exception as exc:  # the child failed or died: its type only, never its text
             failure = type(exc).__name__
@@ -170,11 +170,10 @@ class Prefetcher:
         job = self._jobs.pop(chunk, None)
         if job is None:
             return
-        if not self._broken and not job.future.done() and not job.future.cancel():
-            try:
-                job.future.result(timeout=WAIT_S)  # never remove a folder the child writes to
-            except Exception:
-                self._give_up()
+        if not job.future.done() and not job.future.cancel():
+            # Still at work: the chunk never got to take it (its run stopped: an error, Ctrl-C).
+            # Stop the child rather than wait, and never remove a folder it still writes to.
+            self._give_up(at_work=True)
         shutil.rmtree(job.folder, ignore_errors=True)
 
     # After ``_give_up`` the child is stopped and joined: nothing writes to the folder any more.
@@ -195,16 +194,17 @@ class Prefetcher:
             )
         return self._pool
 
-    def _give_up(self) -> None:
+    def _give_up(self, *, at_work: bool = False) -> None:
         """No more prefetching in this backfill (the child failed, or cannot be trusted)."""
         self._broken = True
-        self._stop_pool()
+        self._stop_pool(at_work=at_work)
 
-    def _stop_pool(self) -> None:
+    def _stop_pool(self, *, at_work: bool = False) -> None:
+        """Shut the child down: at once (terminated) if it is at work, else in order."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        busy = any(not j.future.done() for j in self._jobs.values())
+        busy = at_work or any(not j.future.done() for j in self._jobs.values())
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=not busy, cancel_futures=True)
         if busy:

@@ -33,6 +33,7 @@ from test_faults import PYTHON, Place, _env, assert_paid_exactly_once, running, 
 
 import synth
 from config.settings import Settings
+from landing.partitions import discover
 from pipeline import backfill_chunks, backfill_local
 from pipeline.backfill import run_chunk
 from pipeline.prefetch import Prefetcher
@@ -192,8 +193,6 @@ def test_the_child_loads_neither_prefect_nor_duckdb(by_date: DateByDate, tmp_pat
     shutil.copytree(by_date.landing, place.landing)
     settings = settings_of(place)
     chunk = backfill_chunks(settings, DATES[0], DATES[-1], 3)[0]
-    from landing.partitions import discover
-
     chosen = [p for p in discover(place.landing).discharges if p.day in chunk.feed_dates]
     registry = place.landing / "reference" / "hospitals.csv"
     with Prefetcher(settings.staging_dir) as prefetch:
@@ -288,3 +287,31 @@ def test_the_backfill_flow_prefetches_and_ends_in_the_date_by_date_ledger(
     assert_same_as(place, by_date)
     assert leftovers(settings_of(place)) == []
     assert len(taken) == 3 and taken[0][1] == 0 and all(n > 0 for _, n, _ in taken[1:])
+
+
+def test_ctrl_c_while_the_child_validates_stops_it_and_removes_its_files(
+    by_date: DateByDate, tmp_path: Path
+) -> None:
+    """Ctrl-C (KeyboardInterrupt) while the child is at work: leaving the prefetcher stops the
+    child at once and removes the prefetched files; so does an error after a chunk was taken."""
+    place = Place(tmp_path)
+    shutil.copytree(by_date.landing, place.landing)
+    settings = settings_of(place)
+    chunk = backfill_chunks(settings, DATES[0], DATES[-1], 31)[0]
+    chosen = discover(place.landing).discharges
+    registry = str(place.landing / "reference" / "hospitals.csv")
+    with pytest.raises(KeyboardInterrupt), Prefetcher(settings.staging_dir) as prefetch:
+        prefetch.start(chunk, chosen, registry)
+        processes = list(prefetch._executor()._processes.values())
+        assert processes and all(p.is_alive() for p in processes)
+        raise KeyboardInterrupt
+    assert not any(p.is_alive() for p in processes)
+    assert leftovers(settings) == []
+
+    with pytest.raises(RuntimeError), Prefetcher(settings.staging_dir) as prefetch:
+        prefetch.start(chunk, chosen, registry)
+        assert prefetch.take(chunk, chosen, registry)
+        processes = list(prefetch._executor()._processes.values())
+        raise RuntimeError("a commit that failed")
+    assert not any(p.is_alive() for p in processes)
+    assert leftovers(settings) == []
