@@ -7,6 +7,7 @@ birth date and payee account come from their enrolment with the latest ``coverag
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 
@@ -162,12 +163,12 @@ def load_snapshot(
         con.execute("DELETE FROM enrollments")
         con.execute("DELETE FROM members")
         # Written uncompressed (see _UNCOMPRESSED), the setting restored at once.
+        # (An aborted transaction refuses RESET: on failure ``transaction`` resets it after its
+        # ROLLBACK.)
         con.execute("SET force_compression = 'uncompressed'")
-        try:
-            con.execute(f"INSERT INTO enrollments BY NAME {_CHAINS}")
-            con.execute(f"INSERT INTO members BY NAME {_MEMBERS}")
-        finally:
-            con.execute("RESET force_compression")
+        con.execute(f"INSERT INTO enrollments BY NAME {_CHAINS}")
+        con.execute(f"INSERT INTO members BY NAME {_MEMBERS}")
+        con.execute("RESET force_compression")
         con.execute(_CHANGE_ROWS)  # and after
         con.execute(
             f"INSERT INTO {SNAPSHOT_CHANGES} SELECT national_id, NULL, NULL, NULL "
@@ -181,5 +182,8 @@ def load_snapshot(
             [snapshot_date, content_hash, count, now(), run_id],
         )
     finally:
-        con.unregister("staged_enrollments")
+        # After a failure the transaction is aborted and refuses this too; the next load
+        # replaces the registration, closing the connection drops it.
+        with suppress(duckdb.Error):
+            con.unregister("staged_enrollments")
     return int(count)

@@ -7,6 +7,7 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -122,3 +123,31 @@ def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: 
     assert {r[0] for r in found} == expected
     assert loaded.sort("enrollment_id").equals(after.sort("enrollment_id"))
     assert members == (after.get_column("national_id").n_unique(),)
+
+
+def test_a_failed_load_leaves_nothing_and_compression_as_it_was(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    good = [_row(i, i, rng) for i in range(20)]
+    bad = [*good[:10], {**good[10], "national_id": None}]  # breaks enrollments' NOT NULL
+    warehouse = tmp_path / "w.duckdb"
+    with open_warehouse(warehouse) as con:
+        default = con.sql("SELECT current_setting('force_compression')").fetchall()
+        with transaction(con):
+            load_snapshot(
+                con,
+                staged=_stage(tmp_path / "a", good, 2),
+                snapshot_date=date(2025, 1, 1),
+                content_hash="a",
+                run_id="r1",
+            )
+        with pytest.raises(duckdb.ConstraintException), transaction(con):
+            load_snapshot(
+                con,
+                staged=_stage(tmp_path / "b", bad, 1),
+                snapshot_date=date(2025, 2, 1),
+                content_hash="b",
+                run_id="r2",
+            )
+        assert con.sql("SELECT current_setting('force_compression')").fetchall() == default
+        assert con.sql("SELECT count(*) FROM enrollments").fetchall() == [(20,)]
+        assert con.sql("SELECT content_hash FROM current_snapshot").fetchall() == [("a",)]
