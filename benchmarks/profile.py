@@ -177,7 +177,7 @@ def snapshot_memory(args: argparse.Namespace) -> None:
     with open_warehouse(work / "probe.duckdb") as con, transaction(con):
         load_snapshot(
             con,
-            staged_parquet=Path(validated.staged_path),
+            staged=Path(validated.staged_path),
             snapshot_date=_date.fromisoformat(str(snap.day)),
             content_hash="probe",
             run_id="probe",

@@ -176,8 +176,8 @@ def _stage(
 def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) -> Validated:
     """Read and validate an enrolment snapshot in slices; over the threshold it fails whole.
 
-    Staged slices are written as ``staged/part-NNNN.parquet`` for the warehouse to load in one
-    statement, so memory does not grow with the snapshot beyond its raw text.
+    Staged slices are written as ``staged/part-NNNN.arrow`` (Arrow IPC) for the warehouse to load
+    in one statement, so memory does not grow with the snapshot beyond its raw text.
     """
     content_hash: str | None = None
     out = _partition_dir(Path(work_dir), partition.key)
@@ -194,10 +194,9 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
             keep_dates=True,  # typed Parquet dates stay dates (no text round trip)
         )
         for i, part in enumerate(validate_in_slices(delivery.frame, snapshot_date=partition.day)):
-            # Uncompressed: the file lives for one run and is read once, from the page cache.
-            part.staged.write_parquet(
-                staged_dir / f"part-{i:04d}.parquet", compression="uncompressed"
-            )
+            # Arrow IPC, uncompressed: the file lives for one run and the warehouse maps it
+            # as it is (no Parquet encoding here, no decoding there; ``storage.members``).
+            part.staged.write_ipc(staged_dir / f"part-{i:04d}.arrow", compression="uncompressed")
             quarantines.append(part.quarantine)
             rows_read += part.rows_read
         del delivery

@@ -147,7 +147,7 @@ def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: Commi
     fault_point("snapshot_load")
     rows = member_store.load_snapshot(
         con,
-        staged_parquet=Path(v.staged_path),
+        staged=Path(v.staged_path),
         snapshot_date=v.partition.day,
         content_hash=v.content_hash or "",
         run_id=plan.run_id,

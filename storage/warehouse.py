@@ -123,6 +123,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
     except BaseException:
         con.execute("ROLLBACK")
+        # A setting a failed step changed for its own writes (storage.members: compression)
+        # cannot be reset inside the aborted transaction; it is reset here.
+        con.execute("RESET force_compression")
         raise
     con.execute("COMMIT")
 
