@@ -92,7 +92,6 @@ def commit(
         fault_point("after_staging")
         result.full_recompute = full or not runs.has_outcomes(con)
         adjudicate(con, full=result.full_recompute, snapshot_diff=snapshot_loaded)
-        morning.before_post(con)
         posted = post(con, run_id=plan.run_id, batch_id=f"B{plan.run_id}", at=at)
         fault_point("in_ledger")
         result.entries = posted.entries

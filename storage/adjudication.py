@@ -23,7 +23,7 @@ OPEN_END = "DATE '9999-12-31'"
 MATCH_SQL = f"""
 CREATE OR REPLACE TEMP TABLE new_match AS
 WITH s AS (
-    SELECT * FROM stays SEMI JOIN scope USING (hospital_code, settlement_id)
+    SELECT * FROM scope_stays
 ), by_id AS (
     SELECT s.hospital_code, s.settlement_id, m.national_id, m.member_name_norm
     FROM s JOIN members m ON s.is_valid_id AND m.national_id = s.national_id
@@ -124,7 +124,8 @@ UNION SELECT national_id FROM ledger_balances l
 CREATE OR REPLACE TEMP TABLE people_stays AS
 SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.national_id,
        o.match_method, o.overlapped_stay, s.admission_date, s.discharge_date,
-       year(s.discharge_date) AS benefit_year
+       year(s.discharge_date) AS benefit_year,
+       s.current_version AS stay_version, s.record_type, s.self_pay_in_scope_fen
 FROM (
     SELECT * FROM stay_outcomes o
     SEMI JOIN affected_people USING (national_id)
@@ -136,7 +137,7 @@ JOIN stays s USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE scope_now AS
 SELECT n.hospital_code, n.settlement_id, n.national_id, s.admission_date, s.discharge_date
-FROM new_match n JOIN stays s USING (hospital_code, settlement_id)
+FROM new_match n JOIN scope_stays s USING (hospital_code, settlement_id)
 WHERE n.match_status = 'matched';
 
 CREATE OR REPLACE TEMP TABLE overlap_touched AS
@@ -179,6 +180,23 @@ FROM people_stays ANTI JOIN calc_keys USING (hospital_code, settlement_id)
 WHERE status <> 'not_covered';
 """
 
+# The stays rows of everything computed (for COVERING_SQL and the ledger's reasons): the scope's
+# and the people's other stays, both read by CALC_SQL; ``stays`` is not scanned again. A full
+# recompute reads ``stays`` in place (its scope is every stay, nobody's "other" stays).
+_STAYS_COLUMNS = (
+    "hospital_code, settlement_id, current_version, record_type, admission_date, discharge_date, "
+    "self_pay_in_scope_fen"
+)
+CALC_STAYS_SQL = f"""
+CREATE TEMP TABLE calc_stays AS
+SELECT {_STAYS_COLUMNS} FROM scope_stays
+UNION ALL
+SELECT hospital_code, settlement_id, stay_version, record_type, admission_date, discharge_date,
+       self_pay_in_scope_fen
+FROM people_stays
+"""
+CALC_STAYS_FULL_SQL = f"CREATE TEMP VIEW calc_stays AS SELECT {_STAYS_COLUMNS} FROM stays"
+
 _INT64_MAX = 9_223_372_036_854_775_807
 
 
@@ -200,7 +218,7 @@ WITH matched AS (
     SELECT c.hospital_code, c.settlement_id, s.current_version, c.national_id,
            s.admission_date, s.discharge_date, year(s.discharge_date) AS benefit_year,
            greatest(1, s.discharge_date - s.admission_date) AS los, s.self_pay_in_scope_fen
-    FROM calc_match c JOIN stays s USING (hospital_code, settlement_id)
+    FROM calc_match c JOIN calc_stays s USING (hospital_code, settlement_id)
     WHERE c.match_status = 'matched'
 ), year_rules AS (
     -- the entry used for a stay: the latest whose from_year ≤ the stay's benefit year
@@ -337,7 +355,8 @@ LEFT JOIN (
 # Keep the previous computation for the ledger's reasons, then swap in the new one.
 REPLACE_SQL = """
 CREATE OR REPLACE TEMP TABLE old_targets AS
-SELECT * FROM stay_plan_targets SEMI JOIN calc_keys USING (hospital_code, settlement_id);
+SELECT hospital_code, settlement_id, plan_code, national_id, raw_fen  -- what post's reasons read
+FROM stay_plan_targets SEMI JOIN calc_keys USING (hospital_code, settlement_id);
 DELETE FROM stay_plan_targets t
 WHERE EXISTS (SELECT 1 FROM calc_keys k
               WHERE k.hospital_code = t.hospital_code AND k.settlement_id = t.settlement_id);
@@ -388,6 +407,18 @@ def _add_snapshot_scope(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_SNAPSHOT_SCOPE)
 
 
+def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a temporary table or view of that name (a full run makes a view, a night a table)."""
+    found = con.execute(
+        "SELECT 'VIEW' FROM duckdb_views() WHERE database_name = 'temp' AND view_name = $n "
+        "UNION ALL "
+        "SELECT 'TABLE' FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = $n",
+        {"n": name},
+    ).fetchall()
+    for (kind,) in found:
+        con.execute(f"DROP {kind} temp.{name}")
+
+
 @dataclass(frozen=True)
 class Adjudicated:
     """How much was recomputed."""
@@ -412,6 +443,7 @@ def adjudicate(
     the result in the temporary ``new_targets``/``new_outcomes`` only (``claims verify``, on a
     read-only connection).
     """
+    _drop_temp(con, "scope_stays")
     if full:
         con.execute(
             """
@@ -420,6 +452,8 @@ def adjudicate(
             UNION SELECT hospital_code, settlement_id FROM stay_outcomes
             """
         )
+        # every stay: read in place, not copied
+        con.execute("CREATE TEMP VIEW scope_stays AS SELECT * FROM stays")
     else:
         # the commit's stays, and those a person decided since the last run
         con.execute(
@@ -429,10 +463,17 @@ def adjudicate(
         )
         if snapshot_diff:
             _add_snapshot_scope(con)
+        # the scope's stays rows, read once for matching, overlaps and amounts
+        con.execute(
+            "CREATE TEMP TABLE scope_stays AS "
+            "SELECT * FROM stays SEMI JOIN scope USING (hospital_code, settlement_id)"
+        )
     if snapshot_diff:
         con.execute(f"DROP TABLE IF EXISTS {SNAPSHOT_CHANGES}")
     con.execute(MATCH_SQL)
     run_script(con, CALC_SQL)
+    _drop_temp(con, "calc_stays")
+    con.execute(CALC_STAYS_FULL_SQL if full else CALC_STAYS_SQL)
     con.execute(COVERING_SQL)
     con.execute(OVERLAP_SQL)
     con.execute(TARGETS_SQL)

@@ -43,7 +43,7 @@ WITH posted AS (
     LEFT JOIN new_targets t USING (hospital_code, settlement_id, plan_code, national_id)
     LEFT JOIN posted p USING (hospital_code, settlement_id, plan_code, national_id)
     LEFT JOIN old_targets o USING (hospital_code, settlement_id, plan_code, national_id)
-    LEFT JOIN stays s USING (hospital_code, settlement_id)
+    LEFT JOIN calc_stays s USING (hospital_code, settlement_id)  -- the computed stays' rows
 )
 SELECT * FROM deltas WHERE amount_fen <> 0
 """
@@ -80,15 +80,21 @@ INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
 
 INSTRUCTIONS_SQL = """
 CREATE OR REPLACE TEMP TABLE member_net AS
-SELECT r.national_id, r.entry_count,
-       r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
-       m.member_name, m.payee_account
+SELECT *,
+       CASE WHEN net_fen > 0 AND payee_account IS NOT NULL THEN 0 ELSE -net_fen END::BIGINT
+           AS owed_after_fen
 FROM (
-    SELECT national_id, sum(amount_fen)::BIGINT AS run_fen, count(*) AS entry_count
-    FROM new_entries GROUP BY ALL
-) r
-LEFT JOIN recovery_balances b USING (national_id)
-LEFT JOIN members m USING (national_id);
+    SELECT r.national_id, r.entry_count,
+           coalesce(b.recovery_due_fen, 0)::BIGINT AS owed_before_fen,
+           r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
+           m.member_name, m.payee_account
+    FROM (
+        SELECT national_id, sum(amount_fen)::BIGINT AS run_fen, count(*) AS entry_count
+        FROM new_entries GROUP BY ALL
+    ) r
+    LEFT JOIN recovery_balances b USING (national_id)
+    LEFT JOIN members m USING (national_id)
+);
 
 INSERT INTO payment_instructions
 SELECT $batch_id || '-' || lpad(row_number() OVER (ORDER BY national_id)::VARCHAR, 6, '0'),
@@ -100,8 +106,7 @@ WHERE net_fen > 0 AND payee_account IS NOT NULL;
 -- What is not paid out is owed back (a payout with no payee on file is held as a negative
 -- balance and paid with the member's next payout).
 INSERT INTO recovery_balances
-SELECT national_id,
-       CASE WHEN net_fen > 0 AND payee_account IS NOT NULL THEN 0 ELSE -net_fen END::BIGINT
+SELECT national_id, owed_after_fen
 FROM member_net
 ON CONFLICT (national_id) DO UPDATE SET recovery_due_fen = excluded.recovery_due_fen;
 """

@@ -2,7 +2,7 @@
 
 What waits for a person (review items, unmatched stays, recoveries outstanding), how this run's
 batch reconciles with its ledger entries, and the last 30 nights. Called inside the run's
-transaction: ``before_post`` before the ledger is posted, ``figures`` after the run is recorded.
+transaction, after the ledger is posted.
 """
 
 from __future__ import annotations
@@ -14,25 +14,21 @@ from typing import Any
 import duckdb
 
 
-def before_post(con: duckdb.DuckDBPyConnection) -> None:
-    """Keep what members owed back before this run (the batch nets against it)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE recovery_before AS SELECT * FROM recovery_balances")
-
-
 def reconciliation(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """How recovery balances moved: batch = paid − recovered + carried forward − netted.
 
     For each member with entries in a run, the instruction is ``entries − owed before + owed
     after`` (payouts.md), so the batch differs from paid − recovered by what members owe more
     (a recovery carried forward to later payouts) or less (an earlier recovery netted now).
+    Only the members with entries in this run have a balance that moved, and ``member_net``
+    (``storage.ledger.post``) holds both sides for each of them: what they owed before and what
+    they owe now. Nothing else of the balances is read.
     """
     row = con.execute(
         """
-        SELECT coalesce(sum(greatest(0, coalesce(a.recovery_due_fen, 0)
-                                        - coalesce(b.recovery_due_fen, 0))), 0),
-               coalesce(sum(greatest(0, coalesce(b.recovery_due_fen, 0)
-                                        - coalesce(a.recovery_due_fen, 0))), 0)
-        FROM recovery_balances a FULL JOIN recovery_before b USING (national_id)
+        SELECT coalesce(sum(greatest(0, owed_after_fen - owed_before_fen)), 0),
+               coalesce(sum(greatest(0, owed_before_fen - owed_after_fen)), 0)
+        FROM member_net
         """
     ).fetchone()
     carried, netted = (int(row[0]), int(row[1])) if row else (0, 0)
@@ -43,12 +39,17 @@ def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
     """What waits for a person after this run."""
     # items this run opened carry its transaction's timestamp (now() is the transaction start)
     opened = con.execute("SELECT count(*) FROM review_items WHERE opened_at = now()").fetchone()
-    queue = con.execute(
-        "SELECT count(*), min(opened_at), coalesce(sum(self_pay_in_scope_fen), 0) FROM review_queue"
-    ).fetchone()
+    # one pass over the queue (a view over every stay's outcome): per reason, then summed
     by_reason = con.execute(
-        "SELECT reason, count(*) FROM review_queue GROUP BY ALL ORDER BY 1"
+        "SELECT reason, count(*), min(opened_at), coalesce(sum(self_pay_in_scope_fen), 0) "
+        "FROM review_queue GROUP BY ALL ORDER BY 1"
     ).fetchall()
+    opened_times = [r[2] for r in by_reason if r[2] is not None]
+    queue = (
+        sum(int(r[1]) for r in by_reason),
+        min(opened_times) if opened_times else None,
+        sum(int(r[3]) for r in by_reason),
+    )
     unmatched = con.execute(
         "SELECT count(*) FROM stay_outcomes WHERE status = 'unmatched'"
     ).fetchone()
@@ -69,16 +70,16 @@ def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
         GROUP BY ALL ORDER BY 1
         """
     ).fetchall()
-    oldest = queue[1] if queue else None
+    oldest = queue[1]
     age_hours = None
     if oldest is not None:
         age_hours = max(0, int((at - oldest).total_seconds() // 3600))
     return {
         "review_opened": int(opened[0]) if opened else 0,
-        "review_pending": int(queue[0]) if queue else 0,
-        "review_by_reason": {str(r): int(n) for r, n in by_reason},
+        "review_pending": queue[0],
+        "review_by_reason": {str(r[0]): int(r[1]) for r in by_reason},
         "review_oldest_hours": age_hours,
-        "review_at_stake_fen": int(queue[2]) if queue else 0,
+        "review_at_stake_fen": queue[2],
         "unmatched_pending": int(unmatched[0]) if unmatched else 0,
         "recoveries_by_plan": {str(p): int(f) for p, _, f in outstanding},
         "recovery_members": sum(int(n) for _, n, _ in outstanding),
