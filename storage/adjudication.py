@@ -352,8 +352,16 @@ LEFT JOIN (
 ) t USING (hospital_code, settlement_id)
 """
 
-# Keep the previous computation for the ledger's reasons, then swap in the new one.
-REPLACE_SQL = """
+_TARGET_COLUMNS = (
+    "hospital_code, settlement_id, plan_code, national_id, current_version, benefit_year, "
+    "rule_year, priority, enrollment_id, chain_start, remaining_before_fen, deductible_fen, "
+    "base_fen, rate_bp, per_stay_cap_fen, reimbursement_fen, allowance_fen, raw_fen, "
+    "annual_cap_fen, cap_used_before_fen, target_fen"
+)
+
+# Keep the previous computation for the ledger's reasons (``old_targets``), then swap in the
+# new one. A full recompute replaces every row of its scope.
+REPLACE_TARGETS_FULL_SQL = """
 CREATE OR REPLACE TEMP TABLE old_targets AS
 SELECT hospital_code, settlement_id, plan_code, national_id, raw_fen  -- what post's reasons read
 FROM stay_plan_targets SEMI JOIN calc_keys USING (hospital_code, settlement_id);
@@ -361,6 +369,30 @@ DELETE FROM stay_plan_targets t
 WHERE EXISTS (SELECT 1 FROM calc_keys k
               WHERE k.hospital_code = t.hospital_code AND k.settlement_id = t.settlement_id);
 INSERT INTO stay_plan_targets BY NAME SELECT * FROM new_targets;
+"""
+
+# A night rewrites only the stays whose targets changed: most of what it recomputes (the other
+# stays of an annual cap) comes out as it was, and deleting those rows scattered them over every
+# row group of the table, which its checkpoint then paid for (~0.4 s on a year's warehouse for
+# ~12,000 rows, against a few hundred that change). The old rows are found by row id.
+REPLACE_TARGETS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE old_targets AS
+SELECT rowid AS old_rowid, {_TARGET_COLUMNS}
+FROM stay_plan_targets SEMI JOIN calc_keys USING (hospital_code, settlement_id);
+CREATE OR REPLACE TEMP TABLE changed_target_stays AS
+SELECT DISTINCT hospital_code, settlement_id FROM (
+    (SELECT {_TARGET_COLUMNS} FROM old_targets EXCEPT ALL SELECT {_TARGET_COLUMNS} FROM new_targets)
+    UNION ALL
+    (SELECT {_TARGET_COLUMNS} FROM new_targets EXCEPT ALL SELECT {_TARGET_COLUMNS} FROM old_targets)
+);
+DELETE FROM stay_plan_targets
+WHERE rowid IN (SELECT old_rowid FROM old_targets
+                SEMI JOIN changed_target_stays USING (hospital_code, settlement_id));
+INSERT INTO stay_plan_targets BY NAME
+SELECT * FROM new_targets SEMI JOIN changed_target_stays USING (hospital_code, settlement_id);
+"""
+
+REPLACE_SQL = """
 DELETE FROM stay_outcomes o
 WHERE EXISTS (SELECT 1 FROM calc_keys k
               WHERE k.hospital_code = o.hospital_code AND k.settlement_id = o.settlement_id);
@@ -479,6 +511,7 @@ def adjudicate(
     con.execute(TARGETS_SQL)
     con.execute(OUTCOMES_SQL)
     if write:
+        run_script(con, REPLACE_TARGETS_FULL_SQL if full else REPLACE_TARGETS_SQL)
         run_script(con, REPLACE_SQL)
     scope = con.execute("SELECT count(*) FROM scope").fetchone()
     computed = con.execute("SELECT count(*) FROM calc_keys").fetchone()

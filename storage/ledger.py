@@ -18,13 +18,15 @@ from storage.sql import run_script
 
 # Why an entry moves money, judged against what was posted and computed before.
 POST_SQL = """
+-- what each key of the recomputed stays has been posted so far (the balances, not the ledger:
+-- a night reads no history it does not recompute), with the row ids BALANCES_SQL replaces
+CREATE OR REPLACE TEMP TABLE posted AS
+SELECT rowid AS balance_rowid, hospital_code, settlement_id, plan_code, national_id, posted_fen,
+       last_version, last_posted_at
+FROM ledger_balances SEMI JOIN calc_keys USING (hospital_code, settlement_id);
+
 CREATE OR REPLACE TEMP TABLE new_entries AS
-WITH posted AS (
-    -- what each key of the recomputed stays has been posted so far (the balances, not the
-    -- ledger: a night reads no history it does not recompute)
-    SELECT hospital_code, settlement_id, plan_code, national_id, posted_fen, last_version
-    FROM ledger_balances SEMI JOIN calc_keys USING (hospital_code, settlement_id)
-), keys AS (
+WITH keys AS (
     SELECT hospital_code, settlement_id, plan_code, national_id FROM new_targets
     UNION
     SELECT hospital_code, settlement_id, plan_code, national_id FROM posted
@@ -61,7 +63,8 @@ FROM new_entries
 # This run's entries are exactly ``new_entries`` (all inserted, under this run's id): summed
 # there, the night reads none of the ledger's history to pay.
 # The balances of the keys this run posted: old balance + this run's entry, in the same
-# transaction as the entries (migration 012).
+# transaction as the entries (migration 012). Every key with an entry is a key of the
+# recomputed stays, so its old balance, if any, is in ``posted``: the table is not read again.
 BALANCES_SQL = """
 CREATE OR REPLACE TEMP TABLE new_balances AS
 SELECT n.hospital_code, n.settlement_id, n.plan_code, n.national_id,
@@ -70,11 +73,10 @@ SELECT n.hospital_code, n.settlement_id, n.plan_code, n.national_id,
            AS last_version,
        greatest(coalesce(b.last_posted_at, $posted_at), $posted_at) AS last_posted_at
 FROM new_entries n
-LEFT JOIN ledger_balances b USING (hospital_code, settlement_id, plan_code, national_id);
-DELETE FROM ledger_balances b
-WHERE EXISTS (SELECT 1 FROM new_balances n
-              WHERE n.hospital_code = b.hospital_code AND n.settlement_id = b.settlement_id
-                AND n.plan_code = b.plan_code AND n.national_id = b.national_id);
+LEFT JOIN posted b USING (hospital_code, settlement_id, plan_code, national_id);
+DELETE FROM ledger_balances
+WHERE rowid IN (SELECT balance_rowid FROM posted
+                SEMI JOIN new_balances USING (hospital_code, settlement_id, plan_code, national_id));
 INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
 """
 
@@ -126,7 +128,7 @@ class Posted:
 
 def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: datetime) -> Posted:
     """Append the ledger deltas and this run's payment instructions and batch."""
-    con.execute(POST_SQL)
+    run_script(con, POST_SQL)
     con.execute(INSERT_ENTRIES_SQL, {"run_id": run_id, "posted_at": at})
     run_script(con, BALANCES_SQL, {"posted_at": at})
     run_script(con, INSTRUCTIONS_SQL, {"run_id": run_id, "batch_id": batch_id, "created_at": at})
