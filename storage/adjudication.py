@@ -122,12 +122,12 @@ UNION SELECT national_id FROM ledger_balances l
       SEMI JOIN scope USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE people_stays AS
-SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.national_id,
-       o.match_method, o.overlapped_stay, s.admission_date, s.discharge_date,
+SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason, o.national_id,
+       o.match_method, o.overlapped_stay, o.outcome_rowid, s.admission_date, s.discharge_date,
        year(s.discharge_date) AS benefit_year,
        s.current_version AS stay_version, s.record_type, s.self_pay_in_scope_fen
 FROM (
-    SELECT * FROM stay_outcomes o
+    SELECT *, o.rowid AS outcome_rowid FROM stay_outcomes o
     SEMI JOIN affected_people USING (national_id)
     ANTI JOIN scope USING (hospital_code, settlement_id)
     WHERE o.status IN ('not_covered', 'paid', 'zero_benefit')
@@ -392,11 +392,50 @@ INSERT INTO stay_plan_targets BY NAME
 SELECT * FROM new_targets SEMI JOIN changed_target_stays USING (hospital_code, settlement_id);
 """
 
-REPLACE_SQL = """
+REPLACE_OUTCOMES_FULL_SQL = """
 DELETE FROM stay_outcomes o
 WHERE EXISTS (SELECT 1 FROM calc_keys k
               WHERE k.hospital_code = o.hospital_code AND k.settlement_id = o.settlement_id);
 INSERT INTO stay_outcomes BY NAME SELECT * FROM new_outcomes;
+"""
+
+_OUTCOME_COLUMNS = (
+    "hospital_code, settlement_id, current_version, status, reason, national_id, match_method, "
+    "overlapped_stay"
+)
+
+# A night's outcomes: the scope's are replaced (found by key: new stays sit together at the end
+# of the table, so the key filter skips most of it); of the other stays it recomputed (annual
+# caps, overlaps), only those whose outcome changed, found by the row id ``people_stays`` read.
+REPLACE_OUTCOMES_SQL = f"""
+CREATE OR REPLACE TEMP TABLE others_before AS
+SELECT outcome_rowid, {_OUTCOME_COLUMNS} FROM people_stays
+SEMI JOIN calc_keys USING (hospital_code, settlement_id);
+CREATE OR REPLACE TEMP TABLE others_after AS
+SELECT {_OUTCOME_COLUMNS} FROM new_outcomes ANTI JOIN scope USING (hospital_code, settlement_id);
+CREATE OR REPLACE TEMP TABLE changed_other_outcomes AS
+SELECT DISTINCT hospital_code, settlement_id FROM (
+    (SELECT {_OUTCOME_COLUMNS} FROM others_before
+     EXCEPT ALL SELECT {_OUTCOME_COLUMNS} FROM others_after)
+    UNION ALL
+    (SELECT {_OUTCOME_COLUMNS} FROM others_after
+     EXCEPT ALL SELECT {_OUTCOME_COLUMNS} FROM others_before)
+);
+DELETE FROM stay_outcomes
+WHERE rowid IN (SELECT outcome_rowid FROM others_before
+                SEMI JOIN changed_other_outcomes USING (hospital_code, settlement_id));
+DELETE FROM stay_outcomes o
+WHERE EXISTS (SELECT 1 FROM scope k
+              WHERE k.hospital_code = o.hospital_code AND k.settlement_id = o.settlement_id);
+INSERT INTO stay_outcomes BY NAME
+SELECT * FROM new_outcomes n
+WHERE EXISTS (SELECT 1 FROM scope k
+              WHERE k.hospital_code = n.hospital_code AND k.settlement_id = n.settlement_id)
+   OR EXISTS (SELECT 1 FROM changed_other_outcomes c
+              WHERE c.hospital_code = n.hospital_code AND c.settlement_id = n.settlement_id);
+"""
+
+REVIEW_ITEMS_SQL = """
 INSERT INTO review_items
 SELECT DISTINCT n.hospital_code, n.settlement_id, n.current_version, n.reason, now()
 FROM new_outcomes n
@@ -512,7 +551,8 @@ def adjudicate(
     con.execute(OUTCOMES_SQL)
     if write:
         run_script(con, REPLACE_TARGETS_FULL_SQL if full else REPLACE_TARGETS_SQL)
-        run_script(con, REPLACE_SQL)
+        run_script(con, REPLACE_OUTCOMES_FULL_SQL if full else REPLACE_OUTCOMES_SQL)
+        run_script(con, REVIEW_ITEMS_SQL)
     scope = con.execute("SELECT count(*) FROM scope").fetchone()
     computed = con.execute("SELECT count(*) FROM calc_keys").fetchone()
     return Adjudicated(int(scope[0]) if scope else 0, int(computed[0]) if computed else 0)

@@ -88,6 +88,7 @@ SELECT *,
 FROM (
     SELECT r.national_id, r.entry_count,
            coalesce(b.recovery_due_fen, 0)::BIGINT AS owed_before_fen,
+           b.national_id IS NOT NULL AS has_balance,
            r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
            m.member_name, m.payee_account
     FROM (
@@ -106,10 +107,12 @@ FROM member_net
 WHERE net_fen > 0 AND payee_account IS NOT NULL;
 
 -- What is not paid out is owed back (a payout with no payee on file is held as a negative
--- balance and paid with the member's next payout).
+-- balance and paid with the member's next payout). A balance that stays as it was (most: paid
+-- out, owing nothing before and after) is not rewritten.
 INSERT INTO recovery_balances
 SELECT national_id, owed_after_fen
 FROM member_net
+WHERE NOT has_balance OR owed_after_fen <> owed_before_fen
 ON CONFLICT (national_id) DO UPDATE SET recovery_due_fen = excluded.recovery_due_fen;
 """
 
