@@ -106,7 +106,8 @@ FROM decided
 # tie stays together (benefits.md): the annual cap ties a member's stays of one benefit year, and
 # the overlap rule ties a member's stays that overlap in time. Nothing else of history is read:
 # - people: whoever a scope stay is matched to now, or was matched or posted to before;
-# - their other stays as last computed (``people_stays``: the statuses a covered stay can have);
+# - their other stays as last computed (``people_stays``: the statuses a covered stay can have,
+#   with the facts of the stay that the outcome carries, migration 013);
 # - overlap: those of them that overlap a scope stay now, or were held because of one;
 # - cap: every stay in a (member, benefit year) that a scope stay is in now or was in before, or
 #   that an overlap-touched stay is in (released or newly held, it enters or leaves that cap).
@@ -123,17 +124,15 @@ UNION SELECT national_id FROM ledger_balances l
 
 CREATE OR REPLACE TEMP TABLE people_stays AS
 SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason, o.national_id,
-       o.match_method, o.overlapped_stay, o.outcome_rowid, s.admission_date, s.discharge_date,
-       year(s.discharge_date) AS benefit_year,
-       s.current_version AS stay_version, s.record_type, s.self_pay_in_scope_fen
-FROM (
-    SELECT *, o.rowid AS outcome_rowid FROM stay_outcomes o
-    SEMI JOIN affected_people USING (national_id)
-    ANTI JOIN scope USING (hospital_code, settlement_id)
-    WHERE o.status IN ('not_covered', 'paid', 'zero_benefit')
-       OR (o.status = 'review' AND o.reason = 'overlap')
-) o
-JOIN stays s USING (hospital_code, settlement_id);
+       o.match_method, o.overlapped_stay, o.rowid AS outcome_rowid, o.admission_date,
+       o.discharge_date, year(o.discharge_date) AS benefit_year,
+       o.current_version AS stay_version, o.record_type, o.self_pay_in_scope_fen
+FROM stay_outcomes o
+SEMI JOIN affected_people USING (national_id)
+ANTI JOIN scope USING (hospital_code, settlement_id)
+WHERE (o.status IN ('not_covered', 'paid', 'zero_benefit')
+       OR (o.status = 'review' AND o.reason = 'overlap'))
+  AND o.discharge_date IS NOT NULL;  -- the stay's facts, as the outcome carries them (013)
 
 CREATE OR REPLACE TEMP TABLE scope_now AS
 SELECT n.hospital_code, n.settlement_id, n.national_id, s.admission_date, s.discharge_date
@@ -333,6 +332,7 @@ FROM capped
 OUTCOMES_SQL = """
 CREATE OR REPLACE TEMP TABLE new_outcomes AS
 SELECT c.hospital_code, c.settlement_id, c.current_version,
+    s.record_type, s.admission_date, s.discharge_date, s.self_pay_in_scope_fen,
     CASE
         WHEN c.match_status <> 'matched' THEN c.match_status
         WHEN h.hospital_code IS NOT NULL THEN 'review'
@@ -344,6 +344,7 @@ SELECT c.hospital_code, c.settlement_id, c.current_version,
          ELSE c.reason END AS reason,
     c.national_id, c.match_method, coalesce(h.overlapped_stay, '') AS overlapped_stay
 FROM calc_match c
+LEFT JOIN calc_stays s USING (hospital_code, settlement_id)
 LEFT JOIN overlap_held h USING (hospital_code, settlement_id)
 LEFT JOIN (
     SELECT hospital_code, settlement_id, count(*) AS plans,
@@ -401,7 +402,7 @@ INSERT INTO stay_outcomes BY NAME SELECT * FROM new_outcomes;
 
 _OUTCOME_COLUMNS = (
     "hospital_code, settlement_id, current_version, status, reason, national_id, match_method, "
-    "overlapped_stay"
+    "overlapped_stay, record_type, admission_date, discharge_date, self_pay_in_scope_fen"
 )
 
 # A night's outcomes: the scope's are replaced (found by key: new stays sit together at the end

@@ -75,8 +75,9 @@ SELECT n.hospital_code, n.settlement_id, n.plan_code, n.national_id,
 FROM new_entries n
 LEFT JOIN posted b USING (hospital_code, settlement_id, plan_code, national_id);
 DELETE FROM ledger_balances
-WHERE rowid IN (SELECT balance_rowid FROM posted
-                SEMI JOIN new_balances USING (hospital_code, settlement_id, plan_code, national_id));
+WHERE rowid IN (
+    SELECT balance_rowid FROM posted
+    SEMI JOIN new_balances USING (hospital_code, settlement_id, plan_code, national_id));
 INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
 """
 
