@@ -442,13 +442,25 @@ def _replace_rows(
             },
         ),
     )
-    # Stays whose rows change: the old contents' and the new ones'.
+    # Stays whose rows change: the old contents' and the new ones'. A night's partitions are
+    # new: whether any old contents exist is one narrow look (the partition key), and only then
+    # are their stays read (a scan of every row's stay key on a year's warehouse).
+    old = con.execute(
+        "SELECT count(*) FROM discharge_rows "
+        "WHERE partition_key IN (SELECT partition_key FROM accepted_keys)"
+    ).fetchone()
+    if old and old[0]:
+        con.execute(
+            """
+            INSERT INTO touched_stays
+            SELECT DISTINCT hospital_code, settlement_id FROM discharge_rows
+            WHERE partition_key IN (SELECT partition_key FROM accepted_keys)
+            """
+        )
     con.execute(
         """
         INSERT INTO touched_stays
-        SELECT DISTINCT hospital_code, settlement_id FROM discharge_rows
-        WHERE partition_key IN (SELECT partition_key FROM accepted_keys)
-        UNION SELECT DISTINCT hospital_code, settlement_id FROM incoming_rows
+        SELECT DISTINCT hospital_code, settlement_id FROM incoming_rows
         WHERE partition_key IN (SELECT partition_key FROM accepted_keys)
         """
     )
