@@ -5,7 +5,7 @@
 -- time, twice a night); now the outcomes row has them. Derived, like the rest of the row: a stay
 -- whose rows change is in the night's scope, so its outcome (and these copies) is rewritten in
 -- the same transaction (storage/adjudication.py, OUTCOMES_SQL).
--- Rebuilt rather than updated in place (as 005 did): one pass over 5 M rows.
+-- Rebuilt rather than updated in place (as 005 did): one pass over 5 M rows, in their order.
 
 CREATE TABLE stay_outcomes_013 (
     hospital_code          VARCHAR NOT NULL,
@@ -26,7 +26,8 @@ SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason, 
        o.match_method, o.overlapped_stay, s.record_type, s.admission_date, s.discharge_date,
        s.self_pay_in_scope_fen
 FROM stay_outcomes o
-LEFT JOIN stays s USING (hospital_code, settlement_id);
+LEFT JOIN stays s USING (hospital_code, settlement_id)
+ORDER BY o.rowid;  -- as they were: a night's new stays at the end, where its key filters look
 DROP TABLE stay_outcomes;
 ALTER TABLE stay_outcomes_013 RENAME TO stay_outcomes;
 
