@@ -89,7 +89,7 @@ SELECT *,
 FROM (
     SELECT r.national_id, r.entry_count,
            coalesce(b.recovery_due_fen, 0)::BIGINT AS owed_before_fen,
-           b.national_id IS NOT NULL AS has_balance,
+           b.national_id IS NOT NULL AS has_balance, b.rowid AS balance_rowid,
            r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
            m.member_name, m.payee_account
     FROM (
@@ -109,12 +109,15 @@ WHERE net_fen > 0 AND payee_account IS NOT NULL;
 
 -- What is not paid out is owed back (a payout with no payee on file is held as a negative
 -- balance and paid with the member's next payout). A balance that stays as it was (most: paid
--- out, owing nothing before and after) is not rewritten.
+-- out, owing nothing before and after) is not rewritten; the others are found by the row id
+-- ``member_net`` read them with, new ones inserted (an upsert of every paid member cost a
+-- year's warehouse ~0.15 s of CPU, this ~0.08 s).
 INSERT INTO recovery_balances
-SELECT national_id, owed_after_fen
-FROM member_net
-WHERE NOT has_balance OR owed_after_fen <> owed_before_fen
-ON CONFLICT (national_id) DO UPDATE SET recovery_due_fen = excluded.recovery_due_fen;
+SELECT national_id, owed_after_fen FROM member_net WHERE NOT has_balance;
+UPDATE recovery_balances SET recovery_due_fen = m.owed_after_fen
+FROM member_net m
+WHERE recovery_balances.rowid = m.balance_rowid
+  AND m.has_balance AND m.owed_after_fen <> m.owed_before_fen;
 """
 
 
