@@ -48,6 +48,23 @@ def duckdb_memory_limit() -> str:
     return raw
 
 
+_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_IUNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def size_bytes(size: str) -> int:
+    """A size as DuckDB reads it (``4GB`` = 4·10⁹ bytes, ``4GiB`` = 4·2³⁰) in bytes.
+
+    >>> size_bytes("4GB"), size_bytes("512 MiB")
+    (4000000000, 536870912)
+    """
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT])(i?)B", size.strip(), re.IGNORECASE)
+    if m is None:
+        raise ConfigError(f"not a size such as 4GB or 512MB: {size!r}")
+    units = _IUNITS if m.group(3) else _UNITS
+    return int(float(m.group(1)) * units[m.group(2).upper()])
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":

@@ -123,9 +123,10 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
     except BaseException:
         con.execute("ROLLBACK")
-        # A setting a failed step changed for its own writes (storage.members: compression)
-        # cannot be reset inside the aborted transaction; it is reset here.
+        # Settings a failed step changed for its own work (storage.members: compression and
+        # DuckDB's share of memory) cannot be reset inside the aborted transaction; here they are.
         con.execute("RESET force_compression")
+        con.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
         raise
     con.execute("COMMIT")
 

@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from storage.members import SNAPSHOT_CHANGES, load_snapshot
+from storage.members import SNAPSHOT_CHANGES, load_budget, load_snapshot
 from storage.warehouse import open_warehouse, transaction
 from transforms.enrollments import STAGED_COLUMNS
 
@@ -126,12 +126,14 @@ def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: 
 
 
 def test_a_failed_load_leaves_nothing_and_compression_as_it_was(tmp_path: Path) -> None:
+    # ... and DuckDB's memory cap, which a load lowers by the size of the slices it maps.
     rng = random.Random(1)
     good = [_row(i, i, rng) for i in range(20)]
     bad = [*good[:10], {**good[10], "national_id": None}]  # breaks enrollments' NOT NULL
     warehouse = tmp_path / "w.duckdb"
     with open_warehouse(warehouse) as con:
         default = con.sql("SELECT current_setting('force_compression')").fetchall()
+        cap = con.sql("SELECT current_setting('memory_limit')").fetchall()
         with transaction(con):
             load_snapshot(
                 con,
@@ -149,5 +151,15 @@ def test_a_failed_load_leaves_nothing_and_compression_as_it_was(tmp_path: Path) 
                 run_id="r2",
             )
         assert con.sql("SELECT current_setting('force_compression')").fetchall() == default
+        assert con.sql("SELECT current_setting('memory_limit')").fetchall() == cap
         assert con.sql("SELECT count(*) FROM enrollments").fetchall() == [(20,)]
         assert con.sql("SELECT content_hash FROM current_snapshot").fetchall() == [("a",)]
+
+
+def test_duckdb_gets_the_cap_less_the_mapped_slices_never_below_half() -> None:
+    """The slices DuckDB scans in place are this process's memory too (~1.5 GB at 10 M
+    enrolments): during the load DuckDB's cap is lowered by their size, never below half."""
+    gb = 10**9
+    assert load_budget(4 * gb, int(1.5 * gb)) == int(2.5 * gb)
+    assert load_budget(4 * gb, 0) == 4 * gb
+    assert load_budget(4 * gb, 3 * gb) == 2 * gb
