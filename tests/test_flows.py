@@ -391,9 +391,12 @@ def settled_task_runs(
     deadline = time.monotonic() + timeout
     while True:
         tasks = task_runs_of(client, flow_run_id)
-        if all(n in tasks and tasks[n].state and tasks[n].state.is_final() for n in names):
+        # A task run may be recorded before its first state is: no state yet is not settled.
+        missing = sorted(
+            n for n in names if n not in tasks or not (tasks[n].state and tasks[n].state.is_final())
+        )
+        if not missing:
             return tasks
-        missing = sorted(n for n in names if n not in tasks or not tasks[n].state.is_final())
         assert time.monotonic() < deadline, f"task runs not settled after {timeout} s: {missing}"
         time.sleep(0.5)
 
