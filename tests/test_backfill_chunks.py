@@ -169,19 +169,26 @@ print(json.dumps([[r.as_of, r.batch_id] for r in results]))
 """
 
 
+def backfill_spec(place: Place, chunk_days: int) -> str:
+    """What ``DRIVER`` reads: a backfill of the whole range into ``place``, as JSON."""
+    return json.dumps(
+        {
+            "landing": str(place.landing),
+            "warehouse": str(place.warehouse),
+            "outbox": str(place.outbox),
+            "from": DATES[0].isoformat(),
+            "to": DATES[-1].isoformat(),
+            "chunk_days": chunk_days,
+        }
+    )
+
+
 def backfill_process(place: Place, chunk_days: int, fault: tuple[str, int] | None) -> int:
     """One backfill of the whole range in its own process; with ``fault``, it dies there
     (``os._exit(137)``) after passing that point ``skip`` times. Returns the exit status."""
-    spec = {
-        "landing": str(place.landing),
-        "warehouse": str(place.warehouse),
-        "outbox": str(place.outbox),
-        "from": DATES[0].isoformat(),
-        "to": DATES[-1].isoformat(),
-        "chunk_days": chunk_days,
-    }
+    spec = backfill_spec(place, chunk_days)
     extra = {"CLAIMS_FAULT": fault[0], "CLAIMS_FAULT_SKIP": str(fault[1])} if fault else {}
-    done = start([str(PYTHON), "-c", DRIVER, json.dumps(spec)], _env(**extra), place.root / "logs")
+    done = start([str(PYTHON), "-c", DRIVER, spec], _env(**extra), place.root / "logs")
     finished = done.wait(300)
     assert finished.returncode in (0, 137), finished.stderr[-3000:]
     if not fault:

@@ -8,7 +8,6 @@ date-by-date ledger of ``tests/test_backfill_chunks.py``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -24,6 +23,7 @@ from test_backfill_chunks import (
     DATES,
     DRIVER,
     DateByDate,
+    backfill_spec,
     ledger,
     outcomes,
     partitions,
@@ -228,24 +228,17 @@ def test_a_kill_while_the_child_validates_leaves_no_process_and_no_files(
     place = Place(tmp_path)
     shutil.copytree(by_date.landing, place.landing)
     marker = f"CLAIMS_TEST_RUN={uuid.uuid4().hex}"
-    spec = {
-        "landing": str(place.landing),
-        "warehouse": str(place.warehouse),
-        "outbox": str(place.outbox),
-        "from": DATES[0].isoformat(),
-        "to": DATES[-1].isoformat(),
-        "chunk_days": 3,
-    }
+    spec = backfill_spec(place, 3)
     name, value = marker.split("=")
     env = _env(CLAIMS_FAULT="after_staging", CLAIMS_FAULT_SKIP="1", **{name: value})
-    killed = start([str(PYTHON), "-c", DRIVER, json.dumps(spec)], env, place.root / "logs")
+    killed = start([str(PYTHON), "-c", DRIVER, spec], env, place.root / "logs")
     assert killed.wait(300).returncode == 137
     deadline = time.monotonic() + 10
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_with(marker) == []
 
-    done = start([str(PYTHON), "-c", DRIVER, json.dumps(spec)], _env(), place.root / "logs")
+    done = start([str(PYTHON), "-c", DRIVER, spec], _env(), place.root / "logs")
     finished = done.wait(300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert_same_as(place, by_date)
