@@ -114,7 +114,53 @@ FROM decided
 # Stays pulled in for a cap need nothing more: their own inputs did not change, and an overlap
 # with a changed stay already put them in. ``kept_covered`` is the rest of those people's covered
 # stays: not recomputed, but a recomputed stay is judged against them (OVERLAP_SQL).
-CALC_SQL = """
+# An annual cap is a running sum in cap order (discharge, admission, hospital, settlement:
+# TARGETS_SQL), so a change to a (member, benefit year) reaches only the stays from its first
+# changed position on. ``cap_pivot`` is that position: the earliest of where the scope's stays
+# are now and where those with targets were before (their outcome carries the facts, 013), and
+# of the overlap-touched stays (released or newly held, they enter or leave the cap); a position
+# not known (no facts) recomputes the whole year. The people's other stays before it
+# (``cap_kept``) are not recomputed: their inputs did not change and neither did any stay before
+# them, so their targets stand, and only their sum per (member, plan, year) enters the cap of
+# the stays after them (``cap_prefix``). A backfill chunk or a night, whose stays are mostly the
+# year's latest, so recomputes its own stays and not the whole year before them.
+CAP_PREFIX_SQL = """
+CREATE OR REPLACE TEMP TABLE cap_pivot AS
+SELECT national_id, benefit_year,
+       CASE WHEN bool_or(discharge_date IS NULL OR admission_date IS NULL) THEN NULL
+            ELSE min((discharge_date, admission_date, hospital_code, settlement_id)) END AS pivot
+FROM (
+    SELECT national_id, year(discharge_date) AS benefit_year, discharge_date, admission_date,
+           hospital_code, settlement_id
+    FROM scope_now
+    UNION ALL
+    SELECT t.national_id, t.benefit_year, o.discharge_date, o.admission_date, t.hospital_code,
+           t.settlement_id
+    FROM scope_old_targets t LEFT JOIN stay_outcomes o USING (hospital_code, settlement_id)
+    UNION ALL
+    SELECT national_id, benefit_year, discharge_date, admission_date, hospital_code,
+           settlement_id
+    FROM people_stays SEMI JOIN overlap_touched USING (hospital_code, settlement_id)
+)
+WHERE national_id IN (SELECT national_id FROM people_stays)
+GROUP BY ALL;
+
+CREATE OR REPLACE TEMP TABLE cap_kept AS
+SELECT p.hospital_code, p.settlement_id
+FROM people_stays p
+JOIN cap_pivot v USING (national_id, benefit_year)
+WHERE v.pivot IS NOT NULL
+  AND (p.discharge_date, p.admission_date, p.hospital_code, p.settlement_id) < v.pivot
+  AND NOT EXISTS (SELECT 1 FROM overlap_touched t
+                  WHERE t.hospital_code = p.hospital_code AND t.settlement_id = p.settlement_id);
+
+CREATE OR REPLACE TEMP TABLE cap_prefix AS
+SELECT national_id, plan_code, benefit_year, sum(raw_fen)::BIGINT AS prefix_fen
+FROM stay_plan_targets SEMI JOIN cap_kept USING (hospital_code, settlement_id)
+GROUP BY ALL;
+"""
+
+CALC_SQL = f"""
 CREATE OR REPLACE TEMP TABLE affected_people AS
 SELECT national_id FROM new_match WHERE national_id <> ''
 UNION SELECT national_id FROM stay_outcomes o
@@ -149,13 +195,16 @@ SELECT p.hospital_code, p.settlement_id
 FROM people_stays p
 WHERE p.overlapped_stay IN (SELECT hospital_code || '/' || settlement_id FROM scope);
 
+CREATE OR REPLACE TEMP TABLE scope_old_targets AS
+SELECT DISTINCT hospital_code, settlement_id, national_id, benefit_year FROM stay_plan_targets
+SEMI JOIN scope USING (hospital_code, settlement_id);
+
 CREATE OR REPLACE TEMP TABLE affected_years AS
 SELECT national_id, year(discharge_date) AS benefit_year FROM scope_now
-UNION SELECT national_id, benefit_year FROM stay_plan_targets
-      SEMI JOIN scope USING (hospital_code, settlement_id)
+UNION SELECT national_id, benefit_year FROM scope_old_targets
 UNION SELECT national_id, benefit_year FROM people_stays
       SEMI JOIN overlap_touched USING (hospital_code, settlement_id);
-
+{CAP_PREFIX_SQL}
 CREATE OR REPLACE TEMP TABLE calc_match AS
 SELECT hospital_code, settlement_id, current_version, match_status, reason, national_id,
        match_method
@@ -164,10 +213,12 @@ UNION ALL
 SELECT p.hospital_code, p.settlement_id, p.current_version, 'matched', '', p.national_id,
        p.match_method
 FROM people_stays p
-WHERE EXISTS (SELECT 1 FROM affected_years y
-              WHERE y.national_id = p.national_id AND y.benefit_year = p.benefit_year)
-   OR EXISTS (SELECT 1 FROM overlap_touched t
-              WHERE t.hospital_code = p.hospital_code AND t.settlement_id = p.settlement_id);
+WHERE (EXISTS (SELECT 1 FROM affected_years y
+               WHERE y.national_id = p.national_id AND y.benefit_year = p.benefit_year)
+       OR EXISTS (SELECT 1 FROM overlap_touched t
+                  WHERE t.hospital_code = p.hospital_code AND t.settlement_id = p.settlement_id))
+  AND NOT EXISTS (SELECT 1 FROM cap_kept k
+                  WHERE k.hospital_code = p.hospital_code AND k.settlement_id = p.settlement_id);
 
 CREATE OR REPLACE TEMP TABLE calc_keys AS
 SELECT hospital_code, settlement_id FROM calc_match
@@ -312,12 +363,16 @@ WITH RECURSIVE ranked AS (
     FROM coordinated
 ), capped AS (
     -- annual cap per (member, plan, benefit year), stays in (discharge, admission, hospital,
-    -- settlement) order: paid so far is min(cap, running sum), so each stay pays the increase
-    SELECT *, sum(raw_fen) OVER (
-        PARTITION BY national_id, plan_code, benefit_year
-        ORDER BY discharge_date, admission_date, hospital_code, settlement_id
+    -- settlement) order: paid so far is min(cap, running sum), so each stay pays the increase;
+    -- the sum starts from the stays before the cap's first change, not recomputed (CALC_SQL)
+    SELECT a.*, coalesce(p.prefix_fen, 0) + sum(a.raw_fen) OVER (
+        PARTITION BY a.national_id, a.plan_code, a.benefit_year
+        ORDER BY a.discharge_date, a.admission_date, a.hospital_code, a.settlement_id
         ROWS UNBOUNDED PRECEDING) AS cum_fen
-    FROM amounts
+    FROM amounts a
+    LEFT JOIN cap_prefix p
+      ON p.national_id = a.national_id AND p.plan_code = a.plan_code
+     AND p.benefit_year = a.benefit_year
 )
 SELECT hospital_code, settlement_id, plan_code, national_id, current_version, benefit_year,
        rule_year, priority, enrollment_id, chain_start, remaining_before_fen, deductible_fen,
