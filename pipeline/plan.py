@@ -116,10 +116,14 @@ def plan_run(
                 staging.record_skipped(
                     con, kind=DISCHARGES, key=p.key, content_hash=p.content_hash(), run_id=run_id
                 )
-            for ref in [*chosen, *([snapshot] if snapshot else [])]:
-                staging.mark_running(
-                    con, kind=ref.kind, key=ref.key, day=ref.day, source=ref.source, run_id=run_id
-                )
+            staging.mark_running_set(
+                con,
+                [
+                    (r.kind, r.key, r.day, r.source)
+                    for r in [*chosen, *([snapshot] if snapshot else [])]
+                ],
+                run_id=run_id,
+            )
     return RunPlan(
         run_id=run_id,
         command=command,

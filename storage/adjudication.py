@@ -436,10 +436,16 @@ CREATE OR REPLACE TEMP TABLE old_targets AS
 SELECT rowid AS old_rowid, {_TARGET_COLUMNS}
 FROM stay_plan_targets SEMI JOIN calc_keys USING (hospital_code, settlement_id);
 CREATE OR REPLACE TEMP TABLE changed_target_stays AS
+WITH compared AS (  -- a stay without old targets (a chunk's new stays) changed: not compared
+    SELECT * FROM new_targets SEMI JOIN old_targets USING (hospital_code, settlement_id)
+)
 SELECT DISTINCT hospital_code, settlement_id FROM (
-    (SELECT {_TARGET_COLUMNS} FROM old_targets EXCEPT ALL SELECT {_TARGET_COLUMNS} FROM new_targets)
+    (SELECT {_TARGET_COLUMNS} FROM old_targets EXCEPT ALL SELECT {_TARGET_COLUMNS} FROM compared)
     UNION ALL
-    (SELECT {_TARGET_COLUMNS} FROM new_targets EXCEPT ALL SELECT {_TARGET_COLUMNS} FROM old_targets)
+    (SELECT {_TARGET_COLUMNS} FROM compared EXCEPT ALL SELECT {_TARGET_COLUMNS} FROM old_targets)
+    UNION ALL
+    SELECT {_TARGET_COLUMNS} FROM new_targets ANTI JOIN old_targets
+         USING (hospital_code, settlement_id)
 );
 DELETE FROM stay_plan_targets
 WHERE rowid IN (SELECT old_rowid FROM old_targets
