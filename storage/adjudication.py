@@ -136,7 +136,7 @@ FROM (
     UNION ALL
     SELECT t.national_id, t.benefit_year, o.discharge_date, o.admission_date, t.hospital_code,
            t.settlement_id
-    FROM scope_old_targets t LEFT JOIN stay_outcomes o USING (hospital_code, settlement_id)
+    FROM scope_old_targets t LEFT JOIN scope_old_outcomes o USING (hospital_code, settlement_id)
     UNION ALL
     SELECT national_id, benefit_year, discharge_date, admission_date, hospital_code,
            settlement_id
@@ -161,10 +161,13 @@ GROUP BY ALL;
 """
 
 CALC_SQL = f"""
+CREATE OR REPLACE TEMP TABLE scope_old_outcomes AS
+SELECT hospital_code, settlement_id, national_id, admission_date, discharge_date
+FROM stay_outcomes SEMI JOIN scope USING (hospital_code, settlement_id);
+
 CREATE OR REPLACE TEMP TABLE affected_people AS
 SELECT national_id FROM new_match WHERE national_id <> ''
-UNION SELECT national_id FROM stay_outcomes o
-      SEMI JOIN scope USING (hospital_code, settlement_id) WHERE national_id <> ''
+UNION SELECT national_id FROM scope_old_outcomes WHERE national_id <> ''
 UNION SELECT national_id FROM ledger_balances l
       SEMI JOIN scope USING (hospital_code, settlement_id);
 
