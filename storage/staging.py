@@ -574,9 +574,11 @@ def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:
         INSERT INTO quarantine (kind, partition_key, content_hash, row_number, rule, message, raw,
             derived, hospital_code, settlement_id)
         SELECT 'discharges', r.partition_key, p.applied_hash, r.row_number, $rule,
-               {_CONFLICT_MESSAGE}, r.raw, true, r.hospital_code, r.settlement_id
+               {_CONFLICT_MESSAGE}, raw.raw, true, r.hospital_code, r.settlement_id
         FROM (
-            SELECT d.*,
+            -- the window over the key columns only; the raw text of the few conflicting rows
+            -- is joined back (carrying every row's raw through the window cost twice as much)
+            SELECT hospital_code, settlement_id, version, partition_key, row_number, content_md5,
                 first_value(content_md5) OVER w AS winner_md5,
                 first_value(partition_key) OVER w AS winner_partition,
                 first_value(row_number) OVER w AS winner_row
@@ -584,6 +586,8 @@ def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:
             WINDOW w AS (PARTITION BY hospital_code, settlement_id, version
                          ORDER BY feed_date, source, row_number)
         ) r
+        JOIN (SELECT partition_key, row_number, raw FROM discharge_rows) raw
+          USING (partition_key, row_number)
         JOIN partition_state p ON p.kind = 'discharges' AND p.partition_key = r.partition_key
         WHERE r.content_md5 <> r.winner_md5
         """,
