@@ -18,7 +18,7 @@ def valid_id(body17: str) -> str:
     return body17 + ric.calc_check_digit(body17 + "0")
 
 
-def row(enrollment_id: str, **values: str | None) -> dict[str, str | None]:
+def row(enrollment_id: str | None, **values: str | None) -> dict[str, str | None]:
     base: dict[str, str | None] = {
         "enrollment_id": enrollment_id,
         "national_id": valid_id("11010519600101001"),
@@ -168,3 +168,36 @@ def test_the_screen_passes_nothing_the_models_quarantine(seed: int, typed: bool)
     assert 0 < slow.quarantine.height < raw.height
     assert _canonical(fast.quarantine, "row_number") == _canonical(slow.quarantine, "row_number")
     assert _canonical(fast.staged, "enrollment_id") == _canonical(slow.staged, "enrollment_id")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_slices_checked_at_once_give_what_one_at_a_time_gives(seed: int) -> None:
+    # Two (or three) slices checked on threads at once, results kept in slice order.
+    raw = raw_frame(_random_rows(seed, 300))
+    one = list(validate_in_slices(raw, snapshot_date=SNAPSHOT, slice_rows=37, workers=1))
+    for workers in (2, 3):
+        many = list(validate_in_slices(raw, snapshot_date=SNAPSHOT, slice_rows=37, workers=workers))
+        assert len(many) == len(one) == 9
+        for a, b in zip(one, many, strict=True):
+            assert a.rows_read == b.rows_read
+            assert a.staged.equals(b.staged)
+            assert a.quarantine.equals(b.quarantine)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["E1", "E2", "E3"],
+        ["E1", " E1 ", "E3"],  # the same id once trimmed
+        ["E1", None, None, " ", "E2"],  # missing ids are not repeats of each other
+        ["E1", None, "E2", "E2"],
+        [None, None],
+    ],
+)
+def test_repeated_ids_are_marked_as_an_exact_count_marks_them(ids: list[str | None]) -> None:
+    from transforms.enrollments import REPEATED_ID, mark_repeated_ids
+
+    raw = raw_frame([row(e) for e in ids])
+    trimmed = pl.col("enrollment_id").str.strip_chars().replace("", None)
+    expected = raw.select((trimmed.is_not_null() & trimmed.is_duplicated()).alias("r"))
+    assert mark_repeated_ids(raw).get_column(REPEATED_ID).to_list() == expected["r"].to_list()
