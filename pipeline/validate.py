@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,12 +194,25 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
             optional=enrollment_schema.OPTIONAL,
             keep_dates=True,  # typed Parquet dates stay dates (no text round trip)
         )
-        for i, part in enumerate(validate_in_slices(delivery.frame, snapshot_date=partition.day)):
-            # Arrow IPC, uncompressed: the file lives for one run and the warehouse maps it
-            # as it is (no Parquet encoding here, no decoding there; ``storage.members``).
-            part.staged.write_ipc(staged_dir / f"part-{i:04d}.arrow", compression="uncompressed")
-            quarantines.append(part.quarantine)
-            rows_read += part.rows_read
+        # Each slice's file is written on a thread of its own while the next slices are checked
+        # (polars releases the GIL); a failed write surfaces at its ``result()``.
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            writes = []
+            slices = validate_in_slices(delivery.frame, snapshot_date=partition.day)
+            for i, part in enumerate(slices):
+                # Arrow IPC, uncompressed: the file lives for one run and the warehouse maps it
+                # as it is (no Parquet encoding here, no decoding there; ``storage.members``).
+                writes.append(
+                    writer.submit(
+                        part.staged.write_ipc,
+                        staged_dir / f"part-{i:04d}.arrow",
+                        compression="uncompressed",
+                    )
+                )
+                quarantines.append(part.quarantine)
+                rows_read += part.rows_read
+            for write in writes:
+                write.result()
         del delivery
     except PartitionError as exc:
         return Validated(partition, content_hash, "failed", error=str(exc))
