@@ -170,20 +170,6 @@ def test_the_screen_passes_nothing_the_models_quarantine(seed: int, typed: bool)
     assert _canonical(fast.staged, "enrollment_id") == _canonical(slow.staged, "enrollment_id")
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_slices_checked_at_once_give_what_one_at_a_time_gives(seed: int) -> None:
-    # Two (or three) slices checked on threads at once, results kept in slice order.
-    raw = raw_frame(_random_rows(seed, 300))
-    one = list(validate_in_slices(raw, snapshot_date=SNAPSHOT, slice_rows=37, workers=1))
-    for workers in (2, 3):
-        many = list(validate_in_slices(raw, snapshot_date=SNAPSHOT, slice_rows=37, workers=workers))
-        assert len(many) == len(one) == 9
-        for a, b in zip(one, many, strict=True):
-            assert a.rows_read == b.rows_read
-            assert a.staged.equals(b.staged)
-            assert a.quarantine.equals(b.quarantine)
-
-
 @pytest.mark.parametrize(
     "ids",
     [
