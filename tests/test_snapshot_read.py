@@ -79,3 +79,31 @@ def test_a_float_column_still_fails_the_typed_read(tmp_path: Path) -> None:
     p = _partition(tmp_path / "s", {"part-0001.parquet": rows})
     with pytest.raises(PartitionError, match="payee_account"):
         read_delivery(p, REQUIRED, optional=OPTIONAL, keep_dates=True)
+
+
+def test_staged_slices_are_written_whole_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slices are written on a thread while the next ones are checked: every file must be there,
+    # numbered in slice order, holding its slice's rows.
+    import functools
+
+    import pipeline.validate as validate
+    from transforms.enrollments import validate_in_slices
+
+    n = 23
+    first = pl.DataFrame(ROWS).head(1)
+    frame = pl.concat([first] * n).with_columns(
+        enrollment_id=pl.format("E{}", pl.int_range(n, dtype=pl.Int64))
+    )
+    p = _partition(tmp_path / "s", {"part-0001.parquet": frame})
+    monkeypatch.setattr(
+        validate, "validate_in_slices", functools.partial(validate_in_slices, slice_rows=4)
+    )
+    v = validate.validate_snapshot(p, work_dir=str(tmp_path / "work"), threshold=0.01)
+    assert v.status == "validated", v.error
+    assert v.staged_path is not None
+    parts = sorted(Path(v.staged_path).glob("part-*.arrow"))
+    assert [x.name for x in parts] == [f"part-{i:04d}.arrow" for i in range(6)]
+    staged = pl.concat([pl.read_ipc(x) for x in parts])
+    assert staged.get_column("enrollment_id").to_list() == [f"E{i}" for i in range(n)]
