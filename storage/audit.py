@@ -8,6 +8,8 @@ The checks run on a read-only connection and write only temporary tables.
   adjudication SQL computes now from the stored inputs (every stay recomputed);
 - ``ledger_balance``: ``ledger_balances`` (what a night reads as "posted so far") equals, per
   (stay, plan, member), the sum and the newest version of the ledger entries;
+- ``instruction_grain``: one payment instruction per ``instruction_id`` (the table has no key
+  index since migration 014; ``storage.ledger.post`` keeps the grain);
 - ``seal_chain``: every run's entries still give its seal, and each seal links to the previous;
 - the batch checks, against what ``outbox.audit`` found on disk (``batch_findings``).
 """
@@ -202,6 +204,27 @@ FROM s FULL JOIN d USING (run_id)
 WHERE problem IS NOT NULL
 ORDER BY 1, 2
 """
+
+
+def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """One payment instruction per id (migration 014 dropped the key index that enforced it)."""
+    query = """
+        SELECT instruction_id, count(*) AS n FROM payment_instructions
+        GROUP BY ALL HAVING count(*) > 1
+    """
+    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+
+    def make(instruction_id: str, n: int) -> Finding:
+        return Finding(
+            "instruction_grain",
+            f"instruction {instruction_id}",
+            f"{n} payment instructions under one id",
+            "a batch was written twice into the warehouse: do not run; compare the batch's "
+            "files with its rows and, if the seals are broken, " + RESTORE,
+        )
+
+    return _capped(rows, int(total[0]) if total else 0, make)
 
 
 def seal_chain(con: duckdb.DuckDBPyConnection) -> list[Finding]:

@@ -133,16 +133,33 @@ class Posted:
     batch_fen: int
 
 
+class BatchAlreadyIssued(Exception):
+    """A run's batch id already has instructions: paying it again would pay twice."""
+
+
 def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: datetime) -> Posted:
-    """Append the ledger deltas and this run's payment instructions and batch."""
+    """Append the ledger deltas and this run's payment instructions and batch.
+
+    ``payment_instructions`` has no key index (migration 014): its grain is kept here. A batch
+    id that already has instructions is refused before anything is posted, and the caller's
+    transaction is rolled back (``BatchAlreadyIssued``); the new instructions are numbered
+    1..n within the batch.
+    """
+    taken = con.execute(
+        "SELECT count(*) FROM payment_instructions WHERE batch_id = ?", [batch_id]
+    ).fetchone()
+    if taken and taken[0]:
+        raise BatchAlreadyIssued(
+            f"batch {batch_id} already has {taken[0]} payment instruction(s); nothing was posted"
+        )
     run_script(con, POST_SQL)
     con.execute(INSERT_ENTRIES_SQL, {"run_id": run_id, "posted_at": at})
     run_script(con, BALANCES_SQL, {"posted_at": at})
     run_script(con, INSTRUCTIONS_SQL, {"run_id": run_id, "batch_id": batch_id, "created_at": at})
+    # what INSTRUCTIONS_SQL inserted under this batch id (it had none before)
     row = con.execute(
-        "SELECT count(*), coalesce(sum(amount_fen), 0) FROM payment_instructions "
-        "WHERE batch_id = ?",
-        [batch_id],
+        "SELECT count(*), coalesce(sum(net_fen), 0) FROM member_net "
+        "WHERE net_fen > 0 AND payee_account IS NOT NULL"
     ).fetchone()
     instructions, batch_fen = (int(row[0]), int(row[1])) if row else (0, 0)
     if instructions:
