@@ -160,7 +160,7 @@ FROM stay_plan_targets SEMI JOIN cap_kept USING (hospital_code, settlement_id)
 GROUP BY ALL;
 """
 
-CALC_SQL = f"""
+AFFECTED_PEOPLE_SQL = """
 CREATE OR REPLACE TEMP TABLE scope_old_outcomes AS
 SELECT hospital_code, settlement_id, national_id, admission_date, discharge_date
 FROM stay_outcomes SEMI JOIN scope USING (hospital_code, settlement_id);
@@ -169,19 +169,37 @@ CREATE OR REPLACE TEMP TABLE affected_people AS
 SELECT national_id FROM new_match WHERE national_id <> ''
 UNION SELECT national_id FROM scope_old_outcomes WHERE national_id <> ''
 UNION SELECT national_id FROM ledger_balances l
-      SEMI JOIN scope USING (hospital_code, settlement_id);
+      SEMI JOIN scope USING (hospital_code, settlement_id)
+"""
 
-CREATE OR REPLACE TEMP TABLE people_stays AS
-SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason, o.national_id,
-       o.match_method, o.overlapped_stay, o.rowid AS outcome_rowid, o.admission_date,
-       o.discharge_date, year(o.discharge_date) AS benefit_year,
-       o.current_version AS stay_version, o.record_type, o.self_pay_in_scope_fen
+# Their outcomes, found by the member's integer key (migration 014: DuckDB filters the scan by
+# it before reading the other columns; joining every row's national_id cost a night more as
+# history grew), then checked by national_id (which a key shared by two people cannot pass)
+# and without the scope's own stays, on those few rows.
+_PEOPLE_COLUMNS = """o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason,
+       o.national_id, o.match_method, o.overlapped_stay, o.rowid AS outcome_rowid,
+       o.admission_date, o.discharge_date, year(o.discharge_date) AS benefit_year,
+       o.current_version AS stay_version, o.record_type, o.self_pay_in_scope_fen"""
+PEOPLE_ROWS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE people_rows AS
+SELECT {_PEOPLE_COLUMNS}
 FROM stay_outcomes o
-SEMI JOIN affected_people USING (national_id)
-ANTI JOIN scope USING (hospital_code, settlement_id)
-WHERE (o.status IN ('not_covered', 'paid', 'zero_benefit')
+WHERE o.member_key IN (SELECT hash(national_id) FROM affected_people)
+  AND (o.status IN ('not_covered', 'paid', 'zero_benefit')
        OR (o.status = 'review' AND o.reason = 'overlap'))
-  AND o.discharge_date IS NOT NULL;  -- the stay's facts, as the outcome carries them (013)
+  AND o.discharge_date IS NOT NULL  -- the stay's facts, as the outcome carries them (013)
+"""
+# A full recompute's scope is every stay: nobody has other stays.
+PEOPLE_ROWS_FULL_SQL = f"""
+CREATE OR REPLACE TEMP TABLE people_rows AS
+SELECT {_PEOPLE_COLUMNS} FROM stay_outcomes o WHERE false
+"""
+
+CALC_SQL = f"""
+CREATE OR REPLACE TEMP TABLE people_stays AS
+SELECT * FROM people_rows
+SEMI JOIN affected_people USING (national_id)
+ANTI JOIN scope USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE scope_now AS
 SELECT n.hospital_code, n.settlement_id, n.national_id, s.admission_date, s.discharge_date
@@ -400,7 +418,8 @@ SELECT c.hospital_code, c.settlement_id, c.current_version,
     END AS status,
     CASE WHEN c.match_status = 'matched' AND h.hospital_code IS NOT NULL THEN 'overlap'
          ELSE c.reason END AS reason,
-    c.national_id, c.match_method, coalesce(h.overlapped_stay, '') AS overlapped_stay
+    c.national_id, c.match_method, coalesce(h.overlapped_stay, '') AS overlapped_stay,
+    hash(c.national_id) AS member_key  -- what CALC_SQL finds a member's outcomes by (014)
 FROM calc_match c
 LEFT JOIN calc_stays s USING (hospital_code, settlement_id)
 LEFT JOIN overlap_held h USING (hospital_code, settlement_id)
@@ -543,6 +562,26 @@ def _add_snapshot_scope(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_SNAPSHOT_SCOPE)
 
 
+# The text whose hash migration 014 stored beside the member keys (``warehouse_keys``).
+KEY_CANARY = "claims member key"
+
+
+def rekey_if_needed(con: duckdb.DuckDBPyConnection) -> bool:
+    """Recompute every outcome's member key if this DuckDB hashes otherwise than the one that
+    wrote them (``hash`` is not promised to stay the same across versions): a stale key would
+    hide a member's other stays from a night. Inside the commit's transaction; a no-op (one
+    one-row read) while the hash is the same. Returns whether it rekeyed."""
+    same = con.execute(
+        "SELECT bool_and(hash_canary = hash($t)) FROM warehouse_keys", {"t": KEY_CANARY}
+    ).fetchone()
+    if same is not None and same[0]:
+        return False
+    con.execute("UPDATE stay_outcomes SET member_key = hash(national_id)")
+    con.execute("DELETE FROM warehouse_keys")
+    con.execute("INSERT INTO warehouse_keys VALUES (hash($t))", {"t": KEY_CANARY})
+    return True
+
+
 def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Drop a temporary table or view of that name (a full run makes a view, a night a table)."""
     found = con.execute(
@@ -580,6 +619,8 @@ def adjudicate(
     read-only connection).
     """
     _drop_temp(con, "scope_stays")
+    if write:
+        rekey_if_needed(con)
     if full:
         con.execute(
             """
@@ -607,6 +648,8 @@ def adjudicate(
     if snapshot_diff:
         con.execute(f"DROP TABLE IF EXISTS {SNAPSHOT_CHANGES}")
     con.execute(MATCH_SQL)
+    run_script(con, AFFECTED_PEOPLE_SQL)
+    con.execute(PEOPLE_ROWS_FULL_SQL if full else PEOPLE_ROWS_SQL)
     run_script(con, CALC_SQL)
     _drop_temp(con, "calc_stays")
     con.execute(CALC_STAYS_FULL_SQL if full else CALC_STAYS_SQL)

@@ -34,6 +34,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 MIGRATIONS = PROJECT / "storage" / "migrations"
 
 INSTRUCTIONS = "SELECT * FROM payment_instructions ORDER BY ALL"
+OUTCOMES = "SELECT * FROM stay_outcomes ORDER BY ALL"
 MONEY = {
     "entries": "SELECT * FROM ledger_entries ORDER BY ALL",
     "balances": "SELECT * FROM ledger_balances ORDER BY ALL",
@@ -50,7 +51,8 @@ KEYED = (
 
 
 def _as_before_014(path: Path) -> None:
-    """Put the table back as 003 made it (with its key), the rows as they were."""
+    """Put the warehouse back as 013 left it: the instructions' table as 003 made it (with its
+    key), the outcomes without their member key, the rows as they were."""
     sql = (MIGRATIONS / "003_money.sql").read_text()
     start = sql.index("CREATE TABLE payment_instructions (")
     create = sql[start : sql.index(";", start) + 1].replace(
@@ -61,6 +63,8 @@ def _as_before_014(path: Path) -> None:
         con.execute("INSERT INTO instructions_013 SELECT * FROM payment_instructions ORDER BY rowid")
         con.execute("DROP TABLE payment_instructions")
         con.execute("ALTER TABLE instructions_013 RENAME TO payment_instructions")
+        con.execute("ALTER TABLE stay_outcomes DROP COLUMN member_key")
+        con.execute("DROP TABLE warehouse_keys")
         con.execute("DELETE FROM schema_migrations WHERE version = 14")
 
 
@@ -81,12 +85,13 @@ def _night(settings: Settings, night: int, sid: str) -> None:
     synth.write_partition(settings.landing, day, "HOSPX", frame([row], synth.DISCHARGE_COLUMNS))
 
 
-def test_a_warehouse_migrated_to_014_holds_the_instructions_one_written_with_it_does(
+def test_a_warehouse_migrated_to_014_holds_what_one_written_with_it_does(
     tmp_path: Path,
 ) -> None:
     settings = play(tmp_path / "crossing", CROSSING)
     with open_warehouse(settings.warehouse, read_only=True) as con:
         native = con.execute(INSTRUCTIONS).fetchall()
+        outcomes = con.execute(OUTCOMES).fetchall()
         assert native  # the history pays
         assert con.execute(KEYED).fetchone() == (0,)
     _as_before_014(settings.warehouse)
@@ -95,6 +100,7 @@ def test_a_warehouse_migrated_to_014_holds_the_instructions_one_written_with_it_
         assert con.execute(INSTRUCTIONS).fetchall() == native
     with open_warehouse(settings.warehouse) as con:  # migrates
         assert con.execute(INSTRUCTIONS).fetchall() == native
+        assert con.execute(OUTCOMES).fetchall() == outcomes  # member keys as a night writes them
         assert con.execute(KEYED).fetchone() == (0,)
         assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (14,)
         assert audit.instruction_grain(con) == []

@@ -47,7 +47,9 @@ def _as_before_013(path: Path) -> None:
         con.execute("DROP TABLE stay_outcomes")
         con.execute("ALTER TABLE outcomes_012 RENAME TO stay_outcomes")
         con.execute(old_queue)
-        con.execute("DELETE FROM schema_migrations WHERE version = 13")
+        # 014 (applied again after 013) adds the member key to the outcomes 013 rebuilds
+        con.execute("DROP TABLE warehouse_keys")
+        con.execute("DELETE FROM schema_migrations WHERE version >= 13")
 
 
 def _migrated_equals_native(settings: Settings, tmp_path: Path) -> None:
@@ -60,7 +62,7 @@ def _migrated_equals_native(settings: Settings, tmp_path: Path) -> None:
     with open_warehouse(settings.warehouse) as con:  # migrates
         assert con.execute(OUTCOMES).fetchall() == outcomes
         assert con.execute(QUEUE).fetchall() == queue
-        assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (13,)
+        assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (14,)
     check_equals_full_recompute(settings, tmp_path)
 
 
