@@ -60,7 +60,9 @@ def _as_before_014(path: Path) -> None:
     )
     with open_warehouse(path) as con:
         con.execute(create)
-        con.execute("INSERT INTO instructions_013 SELECT * FROM payment_instructions ORDER BY rowid")
+        con.execute(
+            "INSERT INTO instructions_013 SELECT * FROM payment_instructions ORDER BY rowid"
+        )
         con.execute("DROP TABLE payment_instructions")
         con.execute("ALTER TABLE instructions_013 RENAME TO payment_instructions")
         con.execute("ALTER TABLE stay_outcomes DROP COLUMN member_key")
