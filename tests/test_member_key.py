@@ -17,10 +17,16 @@ from test_night_scope import CROSSING, FIRST_NIGHT, check_equals_full_recompute,
 from pipeline import run_local
 from storage.warehouse import open_warehouse
 
-STALE = "SELECT count(*) FROM stay_outcomes WHERE member_key <> hash(national_id)"
+STALE = """
+SELECT (SELECT count(*) FROM stay_outcomes WHERE member_key <> hash(national_id))
+     + (SELECT count(*) FROM stay_plan_targets
+        WHERE stay_key <> hash(hospital_code || '/' || settlement_id))
+     + (SELECT count(*) FROM ledger_balances
+        WHERE stay_key <> hash(hospital_code || '/' || settlement_id))
+"""
 
 
-def test_every_outcome_carries_its_members_key(tmp_path: Path) -> None:
+def test_every_outcome_target_and_balance_carries_its_key(tmp_path: Path) -> None:
     settings = play(tmp_path / "crossing", CROSSING)
     with open_warehouse(settings.warehouse, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM stay_outcomes").fetchone() != (0,)
@@ -34,6 +40,8 @@ def test_keys_from_another_hash_are_rewritten_before_the_night_reads_by_them(
     with open_warehouse(settings.warehouse) as con:
         # as a DuckDB that hashed otherwise would have left them: no key finds anyone now
         con.execute("UPDATE stay_outcomes SET member_key = member_key + 1")
+        con.execute("UPDATE stay_plan_targets SET stay_key = stay_key + 1")
+        con.execute("UPDATE ledger_balances SET stay_key = stay_key + 1")
         con.execute("UPDATE warehouse_keys SET hash_canary = hash_canary + 1")
         assert con.execute(STALE).fetchone() != (0,)
     # a new stay of a person with stays in the same annual caps: the night must find them

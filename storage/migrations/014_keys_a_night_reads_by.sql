@@ -58,3 +58,56 @@ DROP TABLE stay_outcomes;
 ALTER TABLE stay_outcomes_014 RENAME TO stay_outcomes;
 CREATE TABLE warehouse_keys (hash_canary UBIGINT NOT NULL);
 INSERT INTO warehouse_keys VALUES (hash('claims member key'));
+
+-- The same for the stays a night recomputes: stay_plan_targets and ledger_balances carry an
+-- integer key of their stay, hash(hospital_code || '/' || settlement_id), by which a night reads
+-- the old targets and the posted balances of those stays (then checks the stay's codes).
+CREATE TABLE stay_plan_targets_014 (
+    hospital_code        VARCHAR NOT NULL,
+    settlement_id        VARCHAR NOT NULL,
+    plan_code            VARCHAR NOT NULL,
+    national_id          VARCHAR NOT NULL,
+    current_version      BIGINT NOT NULL,
+    benefit_year         INTEGER NOT NULL,
+    rule_year            INTEGER NOT NULL,
+    priority             INTEGER NOT NULL,
+    enrollment_id        VARCHAR NOT NULL,
+    chain_start          DATE NOT NULL,
+    remaining_before_fen BIGINT NOT NULL,
+    deductible_fen       BIGINT NOT NULL,
+    base_fen             BIGINT NOT NULL,
+    rate_bp              INTEGER NOT NULL,
+    per_stay_cap_fen     BIGINT,
+    reimbursement_fen    BIGINT NOT NULL,
+    allowance_fen        BIGINT NOT NULL,
+    raw_fen              BIGINT NOT NULL,
+    annual_cap_fen       BIGINT NOT NULL,
+    cap_used_before_fen  BIGINT NOT NULL,
+    target_fen           BIGINT NOT NULL,
+    stay_key             UBIGINT NOT NULL  -- hash(hospital_code || '/' || settlement_id)
+);
+INSERT INTO stay_plan_targets_014
+SELECT hospital_code, settlement_id, plan_code, national_id, current_version, benefit_year,
+       rule_year, priority, enrollment_id, chain_start, remaining_before_fen, deductible_fen,
+       base_fen, rate_bp, per_stay_cap_fen, reimbursement_fen, allowance_fen, raw_fen,
+       annual_cap_fen, cap_used_before_fen, target_fen, hash(hospital_code || '/' || settlement_id)
+FROM stay_plan_targets ORDER BY rowid;
+DROP TABLE stay_plan_targets;
+ALTER TABLE stay_plan_targets_014 RENAME TO stay_plan_targets;
+
+CREATE TABLE ledger_balances_014 (
+    hospital_code   VARCHAR NOT NULL,
+    settlement_id   VARCHAR NOT NULL,
+    plan_code       VARCHAR NOT NULL,
+    national_id     VARCHAR NOT NULL,
+    posted_fen      BIGINT NOT NULL,
+    last_version    BIGINT NOT NULL,
+    last_posted_at  TIMESTAMPTZ NOT NULL,
+    stay_key        UBIGINT NOT NULL  -- hash(hospital_code || '/' || settlement_id)
+);
+INSERT INTO ledger_balances_014
+SELECT hospital_code, settlement_id, plan_code, national_id, posted_fen, last_version,
+       last_posted_at, hash(hospital_code || '/' || settlement_id)
+FROM ledger_balances ORDER BY rowid;
+DROP TABLE ledger_balances;
+ALTER TABLE ledger_balances_014 RENAME TO ledger_balances;
