@@ -1,7 +1,8 @@
-"""Migration 014: a night finds the other stays of its people by an integer member key.
+"""Migration 014: a night looks up by integer keys.
 
-``stay_outcomes.member_key`` is ``hash(national_id)``, written with every outcome; the night
-filters by it and then checks ``national_id``. DuckDB does not promise ``hash`` across versions,
+``stay_outcomes.member_key`` is ``hash(national_id)``, and ``stay_key`` on ``stay_plan_targets``
+and ``ledger_balances`` the hash of the stay's codes, written with every row; the night filters
+by them and then checks the real keys. DuckDB does not promise ``hash`` across versions,
 so ``warehouse_keys`` keeps the hash of a fixed text, and a night run by a DuckDB that hashes it
 otherwise rekeys every outcome before reading by the key.
 """
