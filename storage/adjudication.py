@@ -20,7 +20,7 @@ OPEN_END = "DATE '9999-12-31'"
 
 # The integer key of a stay (migration 014), on its targets and ledger balances: a night reads
 # those of the stays it recomputes by it, then checks the stay's codes.
-STAY_KEY = "hash({t}hospital_code || '/' || {t}settlement_id)"
+STAY_KEY = "hash(hospital_code || '/' || settlement_id)"
 
 # benefits.md, *Matching a stay to a member* and *Status of a stay* (the statuses decided before
 # any money: void, not_in_network, unmatched, review).
@@ -406,7 +406,7 @@ SELECT hospital_code, settlement_id, plan_code, national_id, current_version, be
        least(annual_cap_fen, cum_fen - raw_fen)::BIGINT AS cap_used_before_fen,
        (least(annual_cap_fen, cum_fen) - least(annual_cap_fen, cum_fen - raw_fen))::BIGINT
            AS target_fen,
-       {STAY_KEY.format(t="")} AS stay_key
+       {STAY_KEY} AS stay_key
 FROM capped
 """
 
@@ -461,7 +461,7 @@ INSERT INTO stay_plan_targets BY NAME SELECT * FROM new_targets;
 REPLACE_TARGETS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE old_target_rows AS
 SELECT rowid AS old_rowid, {_TARGET_COLUMNS} FROM stay_plan_targets
-WHERE stay_key IN (SELECT {STAY_KEY.format(t="")} FROM calc_keys);
+WHERE stay_key IN (SELECT {STAY_KEY} FROM calc_keys);
 CREATE OR REPLACE TEMP TABLE old_targets AS
 SELECT * FROM old_target_rows SEMI JOIN calc_keys USING (hospital_code, settlement_id);
 CREATE OR REPLACE TEMP TABLE changed_target_stays AS
@@ -585,8 +585,8 @@ def rekey_if_needed(con: duckdb.DuckDBPyConnection) -> bool:
     if same is not None and same[0]:
         return False
     con.execute("UPDATE stay_outcomes SET member_key = hash(national_id)")
-    con.execute(f"UPDATE stay_plan_targets SET stay_key = {STAY_KEY.format(t='')}")
-    con.execute(f"UPDATE ledger_balances SET stay_key = {STAY_KEY.format(t='')}")
+    con.execute(f"UPDATE stay_plan_targets SET stay_key = {STAY_KEY}")
+    con.execute(f"UPDATE ledger_balances SET stay_key = {STAY_KEY}")
     con.execute("DELETE FROM warehouse_keys")
     con.execute("INSERT INTO warehouse_keys VALUES (hash($t))", {"t": KEY_CANARY})
     return True

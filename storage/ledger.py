@@ -52,7 +52,7 @@ WITH keys AS (
     LEFT JOIN calc_stays s USING (hospital_code, settlement_id)  -- the computed stays' rows
 )
 SELECT * FROM deltas WHERE amount_fen <> 0
-""".replace("{stay_key}", STAY_KEY.format(t=""))
+""".replace("{stay_key}", STAY_KEY)
 
 INSERT_ENTRIES_SQL = """
 INSERT INTO ledger_entries
@@ -84,7 +84,7 @@ WHERE rowid IN (
     SELECT balance_rowid FROM posted
     SEMI JOIN new_balances USING (hospital_code, settlement_id, plan_code, national_id));
 INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
-""".replace("{stay_key}", STAY_KEY.format(t=""))
+""".replace("{stay_key}", STAY_KEY)
 
 INSTRUCTIONS_SQL = """
 CREATE OR REPLACE TEMP TABLE member_net AS
