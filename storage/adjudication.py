@@ -18,10 +18,6 @@ from storage.sql import run_script
 
 OPEN_END = "DATE '9999-12-31'"
 
-# The integer key of a stay (migration 014), on its targets and ledger balances: a night reads
-# those of the stays it recomputes by it, then checks the stay's codes.
-STAY_KEY = "hash(hospital_code || '/' || settlement_id)"
-
 # benefits.md, *Matching a stay to a member* and *Status of a stay* (the statuses decided before
 # any money: void, not_in_network, unmatched, review).
 MATCH_SQL = f"""
@@ -405,8 +401,7 @@ SELECT hospital_code, settlement_id, plan_code, national_id, current_version, be
        annual_cap_fen,
        least(annual_cap_fen, cum_fen - raw_fen)::BIGINT AS cap_used_before_fen,
        (least(annual_cap_fen, cum_fen) - least(annual_cap_fen, cum_fen - raw_fen))::BIGINT
-           AS target_fen,
-       {STAY_KEY} AS stay_key
+           AS target_fen
 FROM capped
 """
 
@@ -459,11 +454,9 @@ INSERT INTO stay_plan_targets BY NAME SELECT * FROM new_targets;
 # row group of the table, which its checkpoint then paid for (~0.4 s on a year's warehouse for
 # ~12,000 rows, against a few hundred that change). The old rows are found by row id.
 REPLACE_TARGETS_SQL = f"""
-CREATE OR REPLACE TEMP TABLE old_target_rows AS
-SELECT rowid AS old_rowid, {_TARGET_COLUMNS} FROM stay_plan_targets
-WHERE stay_key IN (SELECT {STAY_KEY} FROM calc_keys);
 CREATE OR REPLACE TEMP TABLE old_targets AS
-SELECT * FROM old_target_rows SEMI JOIN calc_keys USING (hospital_code, settlement_id);
+SELECT rowid AS old_rowid, {_TARGET_COLUMNS}
+FROM stay_plan_targets SEMI JOIN calc_keys USING (hospital_code, settlement_id);
 CREATE OR REPLACE TEMP TABLE changed_target_stays AS
 WITH compared AS (  -- a stay without old targets (a chunk's new stays) changed: not compared
     SELECT * FROM new_targets SEMI JOIN old_targets USING (hospital_code, settlement_id)
@@ -574,19 +567,16 @@ KEY_CANARY = "claims member key"
 
 
 def rekey_if_needed(con: duckdb.DuckDBPyConnection) -> bool:
-    """Recompute every member and stay key (migration 014) if this DuckDB hashes otherwise than
-    the one that wrote them (``hash`` is not promised to stay the same across versions): a
-    stale key would hide a member's other stays, or a stay's old targets and balances, from a
-    night. Inside the commit's transaction; a no-op (one one-row read) while the hash is the
-    same. Returns whether it rekeyed."""
+    """Recompute every outcome's member key if this DuckDB hashes otherwise than the one that
+    wrote them (``hash`` is not promised to stay the same across versions): a stale key would
+    hide a member's other stays from a night. Inside the commit's transaction; a no-op (one
+    one-row read) while the hash is the same. Returns whether it rekeyed."""
     same = con.execute(
         "SELECT bool_and(hash_canary = hash($t)) FROM warehouse_keys", {"t": KEY_CANARY}
     ).fetchone()
     if same is not None and same[0]:
         return False
     con.execute("UPDATE stay_outcomes SET member_key = hash(national_id)")
-    con.execute(f"UPDATE stay_plan_targets SET stay_key = {STAY_KEY}")
-    con.execute(f"UPDATE ledger_balances SET stay_key = {STAY_KEY}")
     con.execute("DELETE FROM warehouse_keys")
     con.execute("INSERT INTO warehouse_keys VALUES (hash($t))", {"t": KEY_CANARY})
     return True

@@ -14,20 +14,16 @@ from datetime import datetime
 
 import duckdb
 
-from storage.adjudication import STAY_KEY
 from storage.sql import run_script
 
 # Why an entry moves money, judged against what was posted and computed before.
 POST_SQL = """
 -- what each key of the recomputed stays has been posted so far (the balances, not the ledger:
 -- a night reads no history it does not recompute), with the row ids BALANCES_SQL replaces
--- (found by the stays' integer key, migration 014, then checked by the stays' codes)
-CREATE OR REPLACE TEMP TABLE posted_rows AS
+CREATE OR REPLACE TEMP TABLE posted AS
 SELECT rowid AS balance_rowid, hospital_code, settlement_id, plan_code, national_id, posted_fen,
        last_version, last_posted_at
-FROM ledger_balances WHERE stay_key IN (SELECT {stay_key} FROM calc_keys);
-CREATE OR REPLACE TEMP TABLE posted AS
-SELECT * FROM posted_rows SEMI JOIN calc_keys USING (hospital_code, settlement_id);
+FROM ledger_balances SEMI JOIN calc_keys USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE new_entries AS
 WITH keys AS (
@@ -52,7 +48,7 @@ WITH keys AS (
     LEFT JOIN calc_stays s USING (hospital_code, settlement_id)  -- the computed stays' rows
 )
 SELECT * FROM deltas WHERE amount_fen <> 0
-""".replace("{stay_key}", STAY_KEY)
+"""
 
 INSERT_ENTRIES_SQL = """
 INSERT INTO ledger_entries
@@ -75,8 +71,7 @@ SELECT n.hospital_code, n.settlement_id, n.plan_code, n.national_id,
        (coalesce(b.posted_fen, 0) + n.amount_fen)::BIGINT AS posted_fen,
        CASE WHEN b.last_posted_at > $posted_at THEN b.last_version ELSE n.version END
            AS last_version,
-       greatest(coalesce(b.last_posted_at, $posted_at), $posted_at) AS last_posted_at,
-       {stay_key} AS stay_key
+       greatest(coalesce(b.last_posted_at, $posted_at), $posted_at) AS last_posted_at
 FROM new_entries n
 LEFT JOIN posted b USING (hospital_code, settlement_id, plan_code, national_id);
 DELETE FROM ledger_balances
@@ -84,7 +79,7 @@ WHERE rowid IN (
     SELECT balance_rowid FROM posted
     SEMI JOIN new_balances USING (hospital_code, settlement_id, plan_code, national_id));
 INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
-""".replace("{stay_key}", STAY_KEY)
+"""
 
 INSTRUCTIONS_SQL = """
 CREATE OR REPLACE TEMP TABLE member_net AS
