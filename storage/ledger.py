@@ -83,21 +83,22 @@ INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
 
 INSTRUCTIONS_SQL = """
 CREATE OR REPLACE TEMP TABLE member_net AS
-SELECT *,
-       CASE WHEN net_fen > 0 AND payee_account IS NOT NULL THEN 0 ELSE -net_fen END::BIGINT
-           AS owed_after_fen
+SELECT *, CASE WHEN paid_out THEN 0 ELSE -net_fen END::BIGINT AS owed_after_fen
 FROM (
-    SELECT r.national_id, r.entry_count,
-           coalesce(b.recovery_due_fen, 0)::BIGINT AS owed_before_fen,
-           b.national_id IS NOT NULL AS has_balance, b.rowid AS balance_rowid,
-           r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
-           m.member_name, m.payee_account
+    SELECT *, net_fen > 0 AND payee_account IS NOT NULL AS paid_out  -- one instruction each
     FROM (
-        SELECT national_id, sum(amount_fen)::BIGINT AS run_fen, count(*) AS entry_count
-        FROM new_entries GROUP BY ALL
-    ) r
-    LEFT JOIN recovery_balances b USING (national_id)
-    LEFT JOIN members m USING (national_id)
+        SELECT r.national_id, r.entry_count,
+               coalesce(b.recovery_due_fen, 0)::BIGINT AS owed_before_fen,
+               b.national_id IS NOT NULL AS has_balance, b.rowid AS balance_rowid,
+               r.run_fen - coalesce(b.recovery_due_fen, 0) AS net_fen,
+               m.member_name, m.payee_account
+        FROM (
+            SELECT national_id, sum(amount_fen)::BIGINT AS run_fen, count(*) AS entry_count
+            FROM new_entries GROUP BY ALL
+        ) r
+        LEFT JOIN recovery_balances b USING (national_id)
+        LEFT JOIN members m USING (national_id)
+    )
 );
 
 INSERT INTO payment_instructions
@@ -105,7 +106,7 @@ SELECT $batch_id || '-' || lpad(row_number() OVER (ORDER BY national_id)::VARCHA
        $batch_id, national_id, member_name, payee_account, net_fen::BIGINT, entry_count,
        $created_at
 FROM member_net
-WHERE net_fen > 0 AND payee_account IS NOT NULL;
+WHERE paid_out;
 
 -- What is not paid out is owed back (a payout with no payee on file is held as a negative
 -- balance and paid with the member's next payout). A balance that stays as it was (most: paid
@@ -158,8 +159,7 @@ def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: date
     run_script(con, INSTRUCTIONS_SQL, {"run_id": run_id, "batch_id": batch_id, "created_at": at})
     # what INSTRUCTIONS_SQL inserted under this batch id (it had none before)
     row = con.execute(
-        "SELECT count(*), coalesce(sum(net_fen), 0) FROM member_net "
-        "WHERE net_fen > 0 AND payee_account IS NOT NULL"
+        "SELECT count(*), coalesce(sum(net_fen), 0) FROM member_net WHERE paid_out"
     ).fetchone()
     instructions, batch_fen = (int(row[0]), int(row[1])) if row else (0, 0)
     if instructions:
