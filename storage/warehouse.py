@@ -94,14 +94,16 @@ _SETTLE_TABLE = "checkpoint_settle"
 
 
 def settle(con: duckdb.DuckDBPyConnection) -> None:
-    """Checkpoint once more, so that the deletes the last checkpoint wrote are vacuumed now.
+    """Checkpoint once more, so that row groups the session's deletes thinned are merged now.
 
-    DuckDB merges the row groups thinned by deleted rows at the next checkpoint that writes
-    anything, not at the one that wrote the deletes. A backfill replaces targets and balances
-    all year and checkpoints once at its end, so the first night after it paid ~0.5 CPU s (a
-    second of wall) rewriting ``stay_plan_targets`` and ``ledger_balances`` in its plan's
-    first commit (issue 16, ADR 0014). Creating and dropping an empty table, each followed by
-    a checkpoint, gives that checkpoint something to write and leaves the schema as it was.
+    DuckDB merges the row groups that deleted rows thinned at a checkpoint, unless another
+    transaction of the database is open at that moment; then the merge waits for the next
+    checkpoint that writes anything. A backfill's last checkpoint was held back so: the first
+    night after it paid ~0.55 CPU s (about a second of wall) merging ``stay_plan_targets`` and
+    ``ledger_balances`` in its plan's first commit (issue 16, ADR 0014). Creating and dropping
+    an empty table, each followed by a checkpoint, gives that checkpoint something to write and
+    leaves the schema as it was (a kill between the two leaves the empty table, which the next
+    session's ``settle`` drops). With nothing pending it costs two small checkpoints.
     """
     con.execute(f"CREATE TABLE IF NOT EXISTS {_SETTLE_TABLE} (settled INTEGER)")
     con.execute("CHECKPOINT")
