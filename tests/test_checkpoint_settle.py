@@ -2,7 +2,8 @@
 
 DuckDB merges the row groups that deleted rows thinned out at a checkpoint, unless another
 transaction of the same database is open then: the merge waits for the next checkpoint that has
-anything to write. A backfill replaces targets and balances all year and checkpoints at its end;
+anything to write. (What held a backfill's last checkpoint back was not found; the merge was
+left all the same.) A backfill replaces targets and balances all year and checkpoints at its end;
 the first night after it paid that merge (~0.5 CPU s, a second of wall on the year-end
 warehouse) in its plan's first commit. ``storage.warehouse.settle`` (run at the end of every
 ``warehouse_session``) checkpoints once more, with something to write, so that the session pays
