@@ -22,47 +22,43 @@ from storage.warehouse import now
 # than the day after every earlier one has ended; chain_start is the first day of its chain.
 # Starts only grow in this order, so the chain's start is the latest chain-opening start so
 # far: two windows over one sort. Most (person, plan) pairs have a single enrolment, which is its
-# own chain: only the others pay for the sort. The pairs with several are found by a 64-bit
-# hash of the pair, not the two strings: at 10 M enrolments grouping and joining on one
-# number cost 16 % less. A collision can only send a single enrolment through the windows,
-# which give it its own start as its chain: the result is the same either way.
-_CHAINS = """
-WITH several AS (
-    SELECT hash(national_id, plan_code) AS pair FROM staged_enrollments
-    GROUP BY ALL HAVING count(*) > 1
-), ordered AS (
-    SELECT e.*,
+# own chain: only the others pay for the sort. Which rows share their pair is the staged
+# rows' flag ``several_pair`` (``repeat_flags``), so the split is two filters of one scan each,
+# not a grouping and two hash joins over the 10 M rows. A flag set on a single enrolment (a
+# hash collision) sends it through the windows, which give it its own start as its chain: the
+# result is the same either way.
+_ENROLMENT_COLUMNS = (
+    "enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code, "
+    "coverage_start, coverage_end, payee_account"
+)
+_CHAINS = f"""
+WITH ordered AS (
+    SELECT {_ENROLMENT_COLUMNS},
         max(coalesce(coverage_end, DATE '9999-12-31')) OVER (
             PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_until
-    FROM staged_enrollments e SEMI JOIN several ON hash(e.national_id, e.plan_code) = several.pair
+    FROM staged_enrollments WHERE several_pair
 )
-SELECT enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code,
-       coverage_start, coverage_end, payee_account,
+SELECT {_ENROLMENT_COLUMNS},
        max(CASE WHEN covered_until IS NULL OR coverage_start > covered_until + 1
                 THEN coverage_start END) OVER (
            PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
            ROWS UNBOUNDED PRECEDING) AS chain_start
 FROM ordered
 UNION ALL
-SELECT enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code,
-       coverage_start, coverage_end, payee_account, coverage_start AS chain_start
-FROM staged_enrollments e ANTI JOIN several ON hash(e.national_id, e.plan_code) = several.pair
+SELECT {_ENROLMENT_COLUMNS}, coverage_start AS chain_start
+FROM staged_enrollments WHERE NOT several_pair
 """
 
 # A person's attributes come from their latest enrolment (by coverage_start, then
 # enrollment_id); a person with one enrolment needs no comparison at all. Read from the staged
 # rows (in memory, as Arrow), not from the enrolments just inserted: a second read of a table
-# written in the same transaction costs twice as much. People with several are found by a hash
-# of the identity number, as pairs are above (a collision sends one enrolment through max_by,
-# which picks that enrolment).
+# written in the same transaction costs twice as much. People with several are the rows flagged
+# ``several_person`` (a collision sends one enrolment through max_by, which picks that
+# enrolment).
 _MEMBERS = """
-WITH several AS (
-    SELECT hash(national_id) AS person FROM staged_enrollments
-    GROUP BY ALL HAVING count(*) > 1
-)
 SELECT national_id, member_name, member_name_norm, gender, birth_date, payee_account
-FROM staged_enrollments e ANTI JOIN several ON hash(e.national_id) = several.person
+FROM staged_enrollments WHERE NOT several_person
 UNION ALL
 SELECT national_id, latest.member_name, latest.member_name_norm, latest.gender,
        latest.birth_date, latest.payee_account
@@ -71,10 +67,37 @@ FROM (
         max_by({'member_name': member_name, 'member_name_norm': member_name_norm,
                 'gender': gender, 'birth_date': birth_date, 'payee_account': payee_account},
                (coverage_start, enrollment_id)) AS latest
-    FROM staged_enrollments e SEMI JOIN several ON hash(e.national_id) = several.person
+    FROM staged_enrollments WHERE several_person
     GROUP BY national_id
 )
 """
+
+
+def repeat_flags(rows: pa.Table) -> pa.Table:
+    """The staged rows with two flags: ``several_person`` (its ``national_id`` is on another
+    row too) and ``several_pair`` (so is its (``national_id``, ``plan_code``)).
+
+    Found by 64-bit hashes in polars, whose hash tables are about twice as fast as the grouping
+    and the two hash joins per statement that found them inside the load: equal values have
+    equal hashes, so a row that shares its person or pair is always flagged; a collision can
+    only flag a row that does not, which the statements above handle alike. Measured at 10 M
+    enrolments (``docs/adr/0015-snapshot-load-flags.md``): ~2.5 CPU s here against ~4 saved
+    in the two statements.
+    """
+    import polars as pl  # the load's alone: the night's imports stay as they are
+
+    keys = pl.from_arrow(rows.select(["national_id", "plan_code"]))
+    assert isinstance(keys, pl.DataFrame)
+    person = pl.col("national_id").hash()
+    flags = keys.select(
+        several_person=person.is_duplicated(),
+        # XOR keeps equal pairs equal; a second seed keeps (a, b) apart from (b, a)'s parts.
+        several_pair=person.xor(pl.col("plan_code").hash(seed=1)).is_duplicated(),
+    )
+    del keys
+    for name in ("several_person", "several_pair"):
+        rows = rows.append_column(name, flags.get_column(name).to_arrow())
+    return rows
 
 
 # The people a new snapshot changes (a diff against the snapshot in effect, before it is
@@ -92,10 +115,6 @@ FROM (
 # and outgrew the memory cap at full scale). A change that kept its row's fingerprint would go
 # unseen: for 64-bit hashes, odds of ~5e-20 per changed row.
 SNAPSHOT_CHANGES = "snapshot_changes"
-_ENROLMENT_COLUMNS = (
-    "enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code, "
-    "coverage_start, coverage_end, payee_account"
-)
 _FINGERPRINTS = f"SELECT enrollment_id, national_id, hash({_ENROLMENT_COLUMNS}) AS fingerprint"
 _CHANGED_PEOPLE = f"""
 CREATE OR REPLACE TEMP TABLE snapshot_changed_people AS
@@ -160,7 +179,7 @@ def load_snapshot(
     run_id: str,
 ) -> int:
     """Replace enrolment with the staged snapshot's slices (inside the transaction)."""
-    rows = staged_snapshot(staged)
+    rows = repeat_flags(staged_snapshot(staged))
     con.register("staged_enrollments", rows)
     # The mapped slices are this process's memory too (~1.5 GB at 10 M enrolments, resident once
     # read), which DuckDB's cap does not count: for the load DuckDB gets the cap less their
