@@ -1,0 +1,132 @@
+"""The snapshot load's chains and members, split by the staged rows' repeat flags, against a
+plain Python reading of benefits.md (gaps and islands per (person, plan); a person's attributes
+from the enrolment with the latest coverage_start, ties by the greatest enrollment_id)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from storage.members import load_snapshot, repeat_flags
+from storage.warehouse import open_warehouse, transaction
+from transforms.enrollments import STAGED_COLUMNS
+
+PLANS = ["RETIREE_INPATIENT", "WORKER_MUTUAL", "GIG_WORKER"]
+
+
+def _rows(rng: random.Random, people: int, count: int) -> list[dict[str, object]]:
+    rows = []
+    for eid in range(count):
+        start = date(2024, 1, 1) + timedelta(days=rng.randrange(300))
+        # Chains that touch (end + 1 = next start), overlap, gap, or stay open.
+        end = None if rng.random() < 0.3 else start + timedelta(days=rng.randrange(0, 120))
+        name = rng.choice(["张伟", "王芳", "李娜"])
+        rows.append(
+            {
+                "enrollment_id": f"E{rng.randrange(10**6):06d}-{eid}",
+                "national_id": f"P{rng.randrange(people)}",
+                "member_name": name,
+                "member_name_norm": name,
+                "gender": rng.choice("MF"),
+                "birth_date": date(1950, 1, 1) + timedelta(days=rng.randrange(20_000)),
+                "plan_code": rng.choice(PLANS),
+                "coverage_start": start,
+                "coverage_end": end,
+                "payee_account": f"{rng.randrange(10**15, 10**16)}",
+            }
+        )
+    return rows
+
+
+def _chain_starts(rows: list[dict[str, object]]) -> dict[str, date]:
+    out: dict[str, date] = {}
+    pairs: dict[tuple[object, object], list[dict[str, object]]] = {}
+    for r in rows:
+        pairs.setdefault((r["national_id"], r["plan_code"]), []).append(r)
+    for group in pairs.values():
+        group.sort(key=lambda r: (r["coverage_start"], r["enrollment_id"]))
+        covered_until: date | None = None
+        chain: date | None = None
+        for r in group:
+            start = r["coverage_start"]
+            assert isinstance(start, date)
+            if covered_until is None or start > covered_until + timedelta(days=1):
+                chain = start
+            end = r["coverage_end"] or date(9999, 12, 30)
+            assert isinstance(end, date) and chain is not None
+            covered_until = end if covered_until is None else max(covered_until, end)
+            out[str(r["enrollment_id"])] = chain
+    return out
+
+
+def _members(rows: list[dict[str, object]]) -> set[tuple[object, ...]]:
+    latest: dict[object, dict[str, object]] = {}
+    for r in rows:
+        key = (r["coverage_start"], r["enrollment_id"])
+        best = latest.get(r["national_id"])
+        if best is None or key > (best["coverage_start"], best["enrollment_id"]):  # type: ignore[operator]
+            latest[r["national_id"]] = r
+    return {
+        (r["national_id"], r["member_name"], r["gender"], r["birth_date"], r["payee_account"])
+        for r in latest.values()
+    }
+
+
+def _stage(folder: Path, rows: list[dict[str, object]], slices: int) -> Path:
+    folder.mkdir(parents=True)
+    schema = {
+        c: pl.Date if c in ("birth_date", "coverage_start", "coverage_end") else pl.String
+        for c in STAGED_COLUMNS
+    }
+    frame = pl.DataFrame(rows, schema=schema).select(STAGED_COLUMNS)
+    size = max(1, -(-frame.height // slices))
+    for i in range(slices):
+        frame.slice(i * size, size).write_ipc(
+            folder / f"part-{i:04d}.arrow", compression="uncompressed"
+        )
+    return folder
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_chains_and_members_equal_a_plain_reading(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    # Few people for many rows: most pairs repeat, across slices too; some people have one row.
+    rows = _rows(rng, people=rng.choice([5, 40, 400]), count=rng.randrange(1, 600))
+    staged = _stage(tmp_path / "staged", rows, slices=rng.randrange(1, 4))
+    with open_warehouse(tmp_path / "w.duckdb") as con:
+        with transaction(con):
+            count = load_snapshot(
+                con, staged=staged, snapshot_date=date(2025, 1, 1), content_hash="h", run_id="r"
+            )
+        chains = dict(con.execute("SELECT enrollment_id, chain_start FROM enrollments").fetchall())
+        members = set(
+            con.execute(
+                "SELECT national_id, member_name, gender, birth_date, payee_account FROM members"
+            ).fetchall()
+        )
+    assert count == len(rows)
+    assert chains == _chain_starts(rows)
+    assert members == _members(rows)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_repeat_flags_are_exact_counts(seed: int) -> None:
+    rng = random.Random(seed)
+    ids = [
+        rng.choice(["", "P1", "P2", "1", "11", "P1P2"]) + str(rng.randrange(30)) for _ in range(500)
+    ]
+    plans = [rng.choice([*PLANS, ""]) for _ in ids]
+    table = pa.table({"national_id": ids, "plan_code": plans, "other": list(range(len(ids)))})
+    flagged = repeat_flags(table)
+    people, pairs = Counter(ids), Counter(zip(ids, plans, strict=True))
+    assert flagged.column("several_person").to_pylist() == [people[i] > 1 for i in ids]
+    assert flagged.column("several_pair").to_pylist() == [
+        pairs[p] > 1 for p in zip(ids, plans, strict=True)
+    ]
+    assert flagged.column("other").to_pylist() == list(range(len(ids)))
