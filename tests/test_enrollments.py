@@ -113,6 +113,8 @@ _MUTATIONS: dict[str, list[str | None]] = {
         valid_id("11010519600101001").lower(),
         "１１０１０５１９６００１０１００１" + valid_id("11010519600101001")[-1],
         "110105600101001",  # 15 digits: upgraded
+        # Interior and ideographic spaces: valid once normalised, staged in normal form.
+        "110105 19600101\u3000" + valid_id("11010519600101001")[-4:],
         valid_id("11010520990101001"),  # born after the snapshot
         "abc",
     ],

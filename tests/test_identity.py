@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import sys
 from collections.abc import Sequence
 
@@ -14,10 +15,12 @@ from hypothesis import strategies as st
 from stdnum.cn import ric
 
 from transforms.identity import (
+    CANONICAL,
     ID_COLUMNS,
     WEIGHTS,
     WHITESPACE,
     IdNumber,
+    canonical_validity,
     id_columns,
     id_struct,
     is_valid,
@@ -69,6 +72,16 @@ def assert_agrees(raws: Sequence[str | None], as_of: datetime.date = AS_OF) -> N
             parsed.gender if parsed else None,
         )
         assert row == expected, repr(raw)
+    # The snapshot screen's shortcut: true exactly for a valid number already in normal form
+    # (which is then its own normal form); any other spelling is left to the full check.
+    canonical = pl.DataFrame({"raw": list(raws)}, schema={"raw": pl.String}).select(
+        canonical_validity(pl.col("raw"), as_of)
+    )
+    for raw, (fast,) in zip(raws, canonical.iter_rows(), strict=True):
+        parsed = parse(raw, as_of)
+        in_normal_form = raw is not None and re.fullmatch(CANONICAL[1:-1], raw) is not None
+        assert fast is (in_normal_form and parsed is not None), repr(raw)
+        assert not fast or (parsed is not None and parsed.number == raw), repr(raw)
 
 
 VALID = make("11010519491231002")  # 11010519491231002X: female, born 1949-12-31

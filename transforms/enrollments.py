@@ -34,7 +34,7 @@ from schemas.enrollment import (
 from schemas.notation import CONTROL_RE, parse_date
 from schemas.quarantine import combine, empty_quarantine, failures_to_quarantine
 from schemas.reference import PLAN_CODES
-from transforms.identity import with_id_columns
+from transforms.identity import canonical_validity, with_id_columns
 from transforms.names import normalized_name
 
 SLICE_ROWS = 1_000_000
@@ -135,8 +135,12 @@ def _screen(raw: pl.DataFrame, snapshot_date: date) -> pl.DataFrame:
     present = [c for c in COLUMNS if c in raw.columns]
     text = [c for c in present if raw.schema[c] != pl.Date]
     trimmed = raw.with_columns(pl.col(c).str.strip_chars().replace("", None) for c in text)
-    parsed = with_id_columns(trimmed, "national_id", snapshot_date).with_columns(
-        pl.col(c).alias(f"_given_{c}") for c in DATES if c in text
+    # Identity numbers already in normal form are checked as they are (``canonical_validity``);
+    # any other spelling, valid or not, is a suspect that the models check the full way (a
+    # 15-digit number, white space, full-width characters: rare in a snapshot).
+    parsed = trimmed.with_columns(
+        canonical_validity(pl.col("national_id"), snapshot_date).alias("is_valid_id"),
+        *(pl.col(c).alias(f"_given_{c}") for c in DATES if c in text),
     )
     parsed = parsed.with_columns(parse_date(pl.col(c)).alias(c) for c in DATES if c in text)
     missing = [c for c in REQUIRED if c not in present]

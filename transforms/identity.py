@@ -30,8 +30,10 @@ from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
 __all__ = [
+    "CANONICAL",
     "ID_COLUMNS",
     "IdNumber",
+    "canonical_validity",
     "id_columns",
     "id_struct",
     "is_valid",
@@ -168,6 +170,12 @@ def _national_id() -> pl.Expr:
 
 def _validated(s: pl.Expr) -> pl.Expr:
     """Add `valid`, `birth_date` and `gender` (null unless valid) to a _normalised struct."""
+    return _birth_and_gender(_valid(s))
+
+
+def _valid(s: pl.Expr) -> pl.Expr:
+    """Add `valid` (and the fields it is computed from) to a struct holding `text`, `as_of`,
+    `shaped` and `is_15` (a _normalised struct, or canonical_validity's)."""
     f = pl.field
     s = s.struct.with_fields(
         body=f("text").str.head(17),
@@ -218,6 +226,12 @@ def _validated(s: pl.Expr) -> pl.Expr:
             & f("ymd").is_between(_MIN_BIRTH_YMD, f("as_of_ymd"))
         ).fill_null(False)  # null from an unparsable body or a null as_of: invalid
     )
+    return s
+
+
+def _birth_and_gender(s: pl.Expr) -> pl.Expr:
+    """Add `birth_date` and `gender` (null unless valid) to a struct from _valid."""
+    f = pl.field
     # Days since 1970-01-01 by the civil-from-days inverse (H. Hinnant), years starting in March.
     year_from_march = f("year") - (f("month") <= 2).cast(pl.Int64)
     era = year_from_march // 400
@@ -233,6 +247,31 @@ def _validated(s: pl.Expr) -> pl.Expr:
             pl.when(f("value") % 2 == 1).then(pl.lit("M")).otherwise(pl.lit("F"))
         ),
     )
+
+
+# The normal form of a number with no legacy upgrade to make: what almost every row holds.
+CANONICAL = r"^[0-9]{17}[0-9X]$"
+
+
+def canonical_validity(raw: pl.Expr, as_of: datetime.date) -> pl.Expr:
+    """``is_valid_id`` for numbers already in their normal 18-character form; false for any
+    other text, valid or not (white space, full-width characters, a lower-case ``x``, a
+    15-digit number), which a caller checks the full way (``with_id_columns``).
+
+    The same computation as ``with_id_columns`` without its normalisation, which changes
+    nothing in such text: where this is true, that gives the same verdict and leaves the text
+    as it is (``tests/test_identity.py`` holds it to that over hostile text). About 40 % of
+    the cost, for a screen of millions of rows that are nearly all canonical.
+    """
+    text = raw.cast(pl.String)
+    s = pl.struct(
+        raw=text,
+        as_of=pl.lit(as_of).cast(pl.Date),
+        text=text,
+        shaped=text.str.contains(CANONICAL).fill_null(False),
+        is_15=pl.lit(False),
+    )
+    return _valid(s).struct.field("valid")
 
 
 def id_struct(raw: pl.Expr, as_of: pl.Expr | datetime.date) -> pl.Expr:
