@@ -213,7 +213,6 @@ FROM ordered
 def chains(args: argparse.Namespace) -> None:
     """The coverage-chain SQL as it is and as proposed: seconds, and whether rows agree."""
     import duckdb
-
     import pyarrow.parquet as pq
 
     from storage.members import _CHAINS, repeat_flags
