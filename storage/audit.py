@@ -10,6 +10,8 @@ The checks run on a read-only connection and write only temporary tables.
   (stay, plan, member), the sum and the newest version of the ledger entries;
 - ``instruction_grain``: one payment instruction per ``instruction_id`` (the table has no key
   index since migration 014; ``storage.ledger.post`` keeps the grain);
+- ``stay_grain``: one ``stays`` row per stay (the table has no key index since migration 015;
+  ``storage.staging`` keeps the grain);
 - ``seal_chain``: every run's entries still give its seal, and each seal links to the previous;
 - the batch checks, against what ``outbox.audit`` found on disk (``batch_findings``).
 """
@@ -222,6 +224,29 @@ def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             f"{n} payment instructions under one id",
             "a batch was written twice into the warehouse: do not run; compare the batch's "
             "files with its rows and, if the seals are broken, " + RESTORE,
+        )
+
+    return _capped(rows, int(total[0]) if total else 0, make)
+
+
+def stay_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """One current record per stay (migration 015 dropped the key index that enforced it)."""
+    query = """
+        SELECT hospital_code, settlement_id, count(*) AS n FROM stays
+        GROUP BY ALL HAVING count(*) > 1
+    """
+    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+
+    def make(hospital: str, settlement: str, n: int) -> Finding:
+        return Finding(
+            "stay_grain",
+            f"stay {hospital}/{settlement}",
+            f"{n} current records of one stay",
+            "a stay's record was written into the warehouse outside claims: do not run (a "
+            "run that touches the stay refuses it); if the seal chain is intact, delete the "
+            "stay's rows from `stays` and `claims rerun --partition` the partition of its "
+            "feed_date and source (it writes the one record again); otherwise " + RESTORE,
         )
 
     return _capped(rows, int(total[0]) if total else 0, make)

@@ -10,6 +10,7 @@ same whatever order partitions arrive in.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -606,10 +607,38 @@ def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:
                                   SEMI JOIN touched t USING (hospital_code, settlement_id))
         """
     )
-    con.execute(
+    _replace_stays(con)
+    return con.execute("SELECT count(*) FROM touched").fetchone()[0]  # type: ignore[index]
+
+
+class StayKeyHeld(Exception):
+    """A stay the commit rewrites was held more than once: ``stays`` has no key index
+    (migration 015), so a row written outside ``claims`` is not refused by the table. The
+    commit's transaction is rolled back, nothing is posted."""
+
+
+def _replace_stays(con: duckdb.DuckDBPyConnection) -> None:
+    """The current record of each touched stay: its rows deleted, one row per stay inserted.
+
+    ``stays`` has no key index (migration 015): its grain is kept here. Every row of a touched
+    stay is deleted, and one row per touched stay that still has rows is inserted (one per key
+    by construction), so a touched stay cannot be held twice after the commit. A touched stay
+    that was held twice before it (written outside this path) is refused (``StayKeyHeld``),
+    from the rows the delete returns, before anything is inserted: the commit does not quietly
+    repair what someone wrote by hand. ``claims verify`` checks every stay (``stay_grain``).
+    """
+    deleted = con.execute(
         "DELETE FROM stays s WHERE EXISTS (SELECT 1 FROM touched t "
-        "WHERE t.hospital_code = s.hospital_code AND t.settlement_id = s.settlement_id)"
-    )
+        "WHERE t.hospital_code = s.hospital_code AND t.settlement_id = s.settlement_id) "
+        "RETURNING hospital_code, settlement_id"
+    ).fetchall()  # the touched stays that were known: a chunk's corrections, a few thousand
+    held = [(key, n) for key, n in Counter(deleted).items() if n > 1]
+    if held:
+        (hospital, settlement), n = min(held)
+        raise StayKeyHeld(
+            f"stay {hospital}/{settlement} was held {n} times in the warehouse (a row written "
+            "outside claims?): nothing was committed; run `claims verify` (check stay_grain)"
+        )
     con.execute(
         """
         INSERT INTO stays BY NAME
@@ -627,7 +656,6 @@ def refresh_touched_stays(con: duckdb.DuckDBPyConnection) -> int:
                                    ORDER BY version DESC) = 1
         """
     )
-    return con.execute("SELECT count(*) FROM touched").fetchone()[0]  # type: ignore[index]
 
 
 def record_success(

@@ -104,7 +104,9 @@ def test_a_warehouse_migrated_to_014_holds_what_one_written_with_it_does(
         assert con.execute(INSTRUCTIONS).fetchall() == native
         assert con.execute(OUTCOMES).fetchall() == outcomes  # member keys as a night writes them
         assert con.execute(KEYED).fetchone() == (0,)
-        assert con.execute("SELECT max(version) FROM schema_migrations").fetchone() == (14,)
+        assert con.execute("SELECT 14 IN (SELECT version FROM schema_migrations)").fetchone() == (
+            True,
+        )
         assert audit.instruction_grain(con) == []
     # a night on the migrated warehouse pays as before, each instruction once
     _night(settings, CROSSING.nights + 1, "N1")
