@@ -4,9 +4,8 @@
 -- same per row. The grain (one row per hospital_code, settlement_id) is kept by the one path
 -- that writes stays (storage/staging.py, refresh_touched_stays): it deletes every row of the
 -- stays the commit touched, then inserts one row per touched stay that still has rows, and
--- refuses, inside the commit's transaction, a touched stay held more than once before, or a key
--- about to be inserted that the table still holds. `claims verify` checks the grain
--- (stay_grain).
+-- refuses, inside the commit's transaction, a touched stay that was held more than once (from
+-- the rows the delete returns). `claims verify` checks the grain of every stay (stay_grain).
 -- Rebuilt (as 005, 013 and 014 did) in the order the rows had: a night's stays at the end.
 
 CREATE TABLE stays_015 (
