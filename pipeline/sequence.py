@@ -23,7 +23,7 @@ from pipeline.validate import Validated
 from pipeline.write import commit
 from storage import runs
 from storage.lock import run_lock
-from storage.warehouse import open_warehouse
+from storage.warehouse import open_warehouse, warehouse_session
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,23 @@ def outcomes(plan: RunPlan, result: CommitResult) -> list[Outcome]:
 
 def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResult:
     """One run: nothing is written before the landing folder and the warehouse–outbox pair
-    check out; then one commit, under the warehouse's run lock."""
+    check out; then one commit, under the warehouse's run lock.
+
+    The warehouse file is opened twice (``warehouse_session``): once for the pairing check and
+    the plan, once for the commit and the batch's issue. Between them, while the partitions
+    are validated, the file is closed, so that ``claims status`` can read it (operations.md:
+    it shows the partitions the run marked running). Within a backfill's session, both are
+    that session's one connection.
+    """
     check_landing(settings)
     with run_lock(settings.warehouse, settings.lock_timeout_s):
-        check_pairing(settings)
-        plan = steps.plan(settings, request)
+        with warehouse_session(settings.warehouse):
+            check_pairing(settings)
+            plan = steps.plan(settings, request)
         validated = steps.validate(settings, plan)
-        result = steps.commit(settings, plan, validated)
-        steps.issue(settings)
+        with warehouse_session(settings.warehouse):
+            result = steps.commit(settings, plan, validated)
+            steps.issue(settings)
         cleanup(plan)
         steps.settle(outcomes(plan, result))
         steps.report(settings, result, request.title)

@@ -61,32 +61,48 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "lock" in str(exc).lower()
 
 
-# Connections kept open by ``warehouse_session``, by (file, thread).
-_sessions: dict[tuple[Path, int], duckdb.DuckDBPyConnection] = {}
+class _Session:
+    """A connection kept open across several steps; opened by the first writer that needs it."""
+
+    def __init__(self) -> None:
+        self.con: duckdb.DuckDBPyConnection | None = None
+
+
+# Sessions of ``warehouse_session``, by (file, thread).
+_sessions: dict[tuple[Path, int], _Session] = {}
 
 
 @contextmanager
-def warehouse_session(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Keep one writing connection open across many commits (a backfill), checkpoint once.
+def warehouse_session(path: Path, *, settle_at_end: bool = True) -> Iterator[None]:
+    """Keep one writing connection open across several steps and commits; checkpoint once.
 
-    Every ``open_warehouse`` of the same file in this thread reuses it. Closing a connection
-    checkpoints the write-ahead log into the file, and a commit checkpoints once the log passes
-    16 MB: per feed date of a backfill that was a second of rewriting the same blocks. Within a
-    session the log may grow to 1 GB and is checkpointed at the end.
+    Every ``open_warehouse`` of the same file for writing in this thread reuses it: a night's
+    plan (with the pairing check), and its commit with the batch's issue, each open the file
+    once; a backfill holds it for all of its chunks. The connection is opened by the first
+    ``open_warehouse`` inside the session, not before (a check that refuses to create the
+    file stays able to). Closing a connection checkpoints the write-ahead log into the file,
+    and a commit checkpoints once the log passes 16 MB: per feed date of a backfill that was a
+    second of rewriting the same blocks. Within a session the log may grow to 1 GB and is
+    checkpointed once, at the end (after an error, the close alone does it), then settled
+    (``settle``; ``settle_at_end=False``: a night's phases, whose checkpoint no other
+    transaction holds back). Re-entrant: a session inside one of the same file and thread is
+    the outer one.
     """
     key = (path.resolve(), threading.get_ident())
     if key in _sessions:
-        yield _sessions[key]
+        yield
         return
-    with open_warehouse(path) as con:
-        con.execute("SET checkpoint_threshold = '1GB'")
-        _sessions[key] = con
-        try:
-            yield con
-        finally:
-            del _sessions[key]
-        con.execute("CHECKPOINT")
-        settle(con)
+    session = _sessions[key] = _Session()
+    try:
+        yield
+        if session.con is not None:
+            session.con.execute("CHECKPOINT")
+            if settle_at_end:
+                settle(session.con)
+    finally:
+        del _sessions[key]
+        if session.con is not None:
+            session.con.close()
 
 
 # What ``settle`` writes and drops again: a checkpoint with nothing to write does nothing.
@@ -112,13 +128,8 @@ def settle(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CHECKPOINT")
 
 
-@contextmanager
-def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open (and, for a writer, create and migrate) the warehouse file."""
-    session = _sessions.get((path.resolve(), threading.get_ident()))
-    if session is not None and not read_only:
-        yield session
-        return
+def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A configured (and, for a writer, created and migrated) connection to the file."""
     if read_only and not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}: run `claims run` first")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +145,25 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.Du
         con.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
         if not read_only:
             migrate(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@contextmanager
+def open_warehouse(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open (and, for a writer, create and migrate) the warehouse file; inside a
+    ``warehouse_session`` of this thread, a writer gets the session's connection."""
+    session = _sessions.get((path.resolve(), threading.get_ident()))
+    if session is not None and not read_only:
+        if session.con is None:
+            session.con = _connect(path, read_only=False)
+            session.con.execute("SET checkpoint_threshold = '1GB'")
+        yield session.con
+        return
+    con = _connect(path, read_only=read_only)
+    try:
         yield con
     finally:
         con.close()
