@@ -7,10 +7,12 @@ Runs anywhere (a thread, a Dask worker): it gets a ``Partition`` and paths, retu
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -18,11 +20,12 @@ from config.masking import scrub
 from landing.delivery import read_delivery
 from landing.errors import PartitionError
 from landing.partitions import Partition
-from schemas import discharge as discharge_schema
-from schemas import enrollment as enrollment_schema
+from schemas import discharge_columns as discharge_schema
 from schemas.quarantine import empty_quarantine, over_threshold, threshold_error
 from transforms.discharges import RawRows, ValidatedRows, validate_discharge_batch
-from transforms.enrollments import validate_in_slices
+
+if TYPE_CHECKING:
+    from transforms.enrollments import ValidatedSnapshot
 
 log = logging.getLogger("claims")
 
@@ -174,12 +177,24 @@ def _stage(
     )
 
 
+def validate_in_slices(raw: pl.DataFrame, *, snapshot_date: date) -> Iterator[ValidatedSnapshot]:
+    """``transforms.enrollments.validate_in_slices``, imported when a snapshot comes: its
+    models bring pandera, which a night without a snapshot does without."""
+    from transforms.enrollments import validate_in_slices as in_slices
+
+    return in_slices(raw, snapshot_date=snapshot_date)
+
+
 def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) -> Validated:
     """Read and validate an enrolment snapshot in slices; over the threshold it fails whole.
 
     Staged slices are written as ``staged/part-NNNN.arrow`` (Arrow IPC) for the warehouse to load
     in one statement, so memory does not grow with the snapshot beyond its raw text.
     """
+    # Here, not at the top: the models bring pandera, which a night without a snapshot
+    # does without.
+    from schemas import enrollment as enrollment_schema
+
     content_hash: str | None = None
     out = _partition_dir(Path(work_dir), partition.key)
     staged_dir = out / "staged"

@@ -8,15 +8,28 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
 from schemas import checks
-from schemas.checks import col, columns_of, passes, rule
+from schemas.checks import col, passes, rule
+from schemas.discharge_columns import (
+    COLUMNS,
+    DATES,
+    EARLIEST_ADMISSION,
+    MONEY,
+    MUST_BE_PRESENT,
+    OPTIONAL,
+    REQUIRED,
+    SETTLEMENT_ID_RE,
+    STAGED_COLUMNS,
+    STAGED_SCHEMA,
+    TIMESTAMP_RE,
+    VERSION_RE,
+    parse_timestamp,
+)
 from schemas.notation import (
     DECIMAL_RE,
     DIAGNOSIS_RE,
@@ -25,47 +38,32 @@ from schemas.notation import (
     too_many_places,
 )
 
-EARLIEST_ADMISSION = date(1990, 1, 1)
-SETTLEMENT_ID_RE = r"^[A-Za-z0-9-]{1,32}$"
-VERSION_RE = r"^0*[1-9][0-9]{0,8}$"
-TIMESTAMP_RE = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
-    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
-)
-
-
-# The usual way of writing one, with seconds and an offset: parsed as it is, without the
-# rewriting below (which would leave it as it is anyway).
-_CANONICAL_TIMESTAMP_RE = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?[+-][0-9]{2}:[0-9]{2}$"
-)
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%z"
-
-
-def parse_timestamp(text: pl.Expr) -> pl.Expr:
-    """ISO 8601 timestamp → UTC; without an offset it is local time in Asia/Shanghai."""
-    canonical_shape = text.str.contains(_CANONICAL_TIMESTAMP_RE)
-    usual = pl.when(canonical_shape).then(text)
-    other = pl.when(~canonical_shape & text.str.contains(TIMESTAMP_RE)).then(text)
-    # Only the other values (usually none: null elsewhere, which costs nothing) are rewritten.
-    canonical = (
-        other.str.replace(" ", "T")
-        .str.replace(r"T([0-9]{2}:[0-9]{2})$", "T$1:00")
-        .str.replace(r"T([0-9]{2}:[0-9]{2})([Z+-])", "T$1:00$2")
-        .str.replace(r"Z$", "+00:00")
-        .str.replace(r"([+-][0-9]{2})$", "$1:00")
-    )
-    with_zone = pl.when(canonical.str.contains(r"[+-][0-9]{2}:?[0-9]{2}$")).then(canonical)
-    full = with_zone.otherwise(canonical + "+08:00")
-    return pl.coalesce(usual, full).str.to_datetime(
-        _TIMESTAMP_FORMAT, strict=False, time_zone="UTC"
-    )
+__all__ = [
+    "COLUMNS",
+    "DATES",
+    "EARLIEST_ADMISSION",
+    "MONEY",
+    "MUST_BE_PRESENT",
+    "OPTIONAL",
+    "REQUIRED",
+    "SETTLEMENT_ID_RE",
+    "STAGED_COLUMNS",
+    "STAGED_SCHEMA",
+    "TIMESTAMP_RE",
+    "VERSION_RE",
+    "DischargeRecord",
+    "ParsedDischarge",
+    "RawDischarge",
+    "StagedDischarge",
+    "parse_timestamp",
+]
 
 
 class DischargeRecord(pa.DataFrameModel):
     """A discharge settlement record as sent: feeds.md's columns in its order, all text.
 
-    ``COLUMNS``, the transforms and the generator (``synth``) take the columns from here.
+    ``COLUMNS`` (``schemas.discharge_columns``) lists the same columns without pandera; a test
+    holds the two equal.
     """
 
     settlement_id: Series[str] = pa.Field(nullable=True)
@@ -84,16 +82,6 @@ class DischargeRecord(pa.DataFrameModel):
     self_pay_in_scope: Series[str] = pa.Field(nullable=True)
     self_pay_out_of_scope: Series[str] = pa.Field(nullable=True)
     settled_at: Series[str] = pa.Field(nullable=True)
-
-
-COLUMNS = columns_of(DischargeRecord)
-# national_id may be empty, and a feed without the column at all still matches by demographics.
-OPTIONAL = ("national_id",)
-REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
-MONEY = ("total_cost", "fund_paid", "self_pay_in_scope", "self_pay_out_of_scope")
-DATES = ("birth_date", "admission_date", "discharge_date")
-# An empty diagnosis is its own rule (invalid_diagnosis), not missing_value.
-MUST_BE_PRESENT = tuple(c for c in REQUIRED if c != "primary_diagnosis")
 
 
 class RawDischarge(DischargeRecord):

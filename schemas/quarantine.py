@@ -1,14 +1,18 @@
 """Quarantine rows: one per (partition, row, rule), with every broken column's message.
 
 The grain of ``quarantine_rows`` (payouts.md) is a row and a rule; a row that breaks a rule in
-two columns gets one quarantine row naming both.
+two columns gets one quarantine row naming both. Its model is ``schemas.quarantine_row``; this
+module does without pandera, which a clean night never needs.
 """
 
 from __future__ import annotations
 
-import pandera.polars as pa
+from typing import TYPE_CHECKING
+
 import polars as pl
-from pandera.typing.polars import Series
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 QUARANTINE_SCHEMA = {
     "row_number": pl.Int64,
@@ -32,19 +36,6 @@ RULES: dict[str, str] = {
 }
 # Derived in the warehouse, across partitions (storage.staging), not by a model's check.
 VERSION_CONFLICT = "version_conflict"
-
-
-class QuarantineRow(pa.DataFrameModel):
-    """One row per (row_number, rule) of one partition's content."""
-
-    row_number: Series[pl.Int64] = pa.Field(ge=1)
-    rule: Series[str] = pa.Field(isin=list(RULES))
-    message: Series[str]
-    raw: Series[str]
-
-    class Config:
-        strict = True
-        unique = ["row_number", "rule"]  # noqa: RUF012 - pandera reads a list
 
 
 def empty_quarantine() -> pl.DataFrame:

@@ -7,7 +7,9 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
-PLAN_CODES = ("RETIREE_INPATIENT", "WORKER_MUTUAL", "GIG_WORKER", "UNION_BASIC")
+from schemas.codes import PLAN_CODES
+
+__all__ = ["PLAN_CODES", "Hospital", "PlanRule"]
 
 
 class PlanRule(pa.DataFrameModel):

@@ -98,6 +98,7 @@ NO_HYPOTHESIS = """
 import sys
 from pathlib import Path
 from claims.cli import main
+bad = sys.argv[1]
 sys.argv = ["claims", "--help"]
 try:
     main()
@@ -106,13 +107,13 @@ except SystemExit:
 from transforms.reference import load_rules, ReferenceError
 rules = load_rules(Path("data/reference/plans.toml"))
 try:
-    load_rules(Path(sys.argv[1]))
+    load_rules(Path(bad))
 except ReferenceError as exc:
     refused = str(exc)
 else:
     refused = ""
 print("PROBE", "hypothesis" in sys.modules and sys.modules["hypothesis"] is not None,
-      "pandera.polars" in sys.modules, bool(refused))
+      "pandera.polars" in sys.modules, "priority" in refused)
 """
 
 

@@ -21,6 +21,9 @@ typed saved nothing, and every staged row carries its raw JSON, as text, anyway.
 
 The staged frame is guarded against our own bugs cheaply (``_check_staged``): names and types
 against ``StagedDischarge`` and one pass counting nulls, not a pandera pass over every row.
+Pandera and the models are imported only when there are suspects to judge: a night without
+one validates without them (the columns, patterns and the staged schema come from
+``schemas.discharge_columns``).
 """
 
 from __future__ import annotations
@@ -28,23 +31,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
 
 from landing.readers import READ_ERROR
-from schemas.checks import columns_of
-from schemas.discharge import (
+from schemas.discharge_columns import (
     COLUMNS,
     DATES,
     EARLIEST_ADMISSION,
     MONEY,
     MUST_BE_PRESENT,
     SETTLEMENT_ID_RE,
+    STAGED_COLUMNS,
+    STAGED_SCHEMA,
     VERSION_RE,
-    ParsedDischarge,
-    RawDischarge,
-    StagedDischarge,
     parse_timestamp,
 )
 from schemas.notation import CONTROL_RE, DIAGNOSIS_RE, parse_date
@@ -59,11 +60,9 @@ from transforms.identity import with_id_columns
 from transforms.money import is_plain_amount, plain_to_fen, to_fen
 from transforms.names import normalized_name
 
-STAGED_COLUMNS = columns_of(StagedDischarge)
-# The staged frame's names and types, from the model: what the guard (_check_staged) compares.
-STAGED_SCHEMA = pl.Schema(
-    {name: column.dtype.type for name, column in StagedDischarge.to_schema().columns.items()}
-)
+if TYPE_CHECKING:
+    import pandera.polars as pa
+
 # Derived columns reported under the contract column they come from.
 _REPORTED_AS = {"is_known_hospital": "hospital_code", **{f"{m}_fen": m for m in MONEY}}
 
@@ -139,9 +138,11 @@ def _parsed(trimmed: pl.DataFrame, hospital_codes: pl.Series) -> pl.DataFrame:
 
 
 def _validate(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
+    from pandera.errors import SchemaErrors
+
     try:
         model.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as errors:
+    except SchemaErrors as errors:
         return failures_to_quarantine(errors, frame, column_names=_REPORTED_AS)
     return failures_to_quarantine(None, frame)
 
@@ -268,6 +269,9 @@ def _judge(raw: pl.DataFrame, hospital_codes: pl.Series) -> tuple[pl.DataFrame, 
     parsed, and the quarantine rows with their messages. No rows, no call of the models."""
     if not raw.height:
         return _parsed(_trimmed(raw), hospital_codes), empty_quarantine()
+    # The models (and pandera with them) only for suspects: a clean night never imports them.
+    from schemas.discharge import ParsedDischarge, RawDischarge
+
     unreadable = raw.filter(pl.col(READ_ERROR).is_not_null())
     readable = raw.filter(pl.col(READ_ERROR).is_null())
     line_failures = unreadable.select(

@@ -2,6 +2,12 @@
 
 A bad rules file stops the run before anything is posted; a bad registry in the landing folder
 keeps the registry already in the warehouse and is reported.
+
+The models (``schemas.reference``: ``PlanRule``, ``Hospital``) state the checks. Every run loads
+both files, so a polars screen (``rules_pass``, ``registry_passes``) first asks whether every
+check certainly holds; only a table it doubts goes to the models, for their verdict and their
+messages. A night with good reference files thus never imports pandera (~0.2 s of its start);
+``tests/test_lazy_imports.py`` holds each screen to its model on broken tables.
 """
 
 from __future__ import annotations
@@ -11,11 +17,11 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
-import pandera.polars as pa
 import polars as pl
 
-from schemas.reference import Hospital, PlanRule
+from schemas.codes import PLAN_CODES
 from transforms.rules_file import (
     DEFAULT_SECOND_APPROVAL_LIMIT_FEN,
     ReferenceError,
@@ -125,16 +131,14 @@ def load_rules(path: Path) -> Reference:
             },
             strict=True,
         )
-        PlanRule.validate(frame, lazy=True)
     except (TypeError, pl.exceptions.PolarsError) as exc:
         raise ReferenceError(
             f"{path.name}: a value has the wrong type ({type(exc).__name__})"
         ) from None
-    except pa.errors.SchemaErrors as exc:
-        problems = exc.failure_cases.select("column", "check").unique().rows()
-        raise ReferenceError(
-            f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
-        ) from None
+    if not rules_pass(frame):
+        from schemas.reference import PlanRule
+
+        _check_with(PlanRule, frame, path)
     params = review_params(doc, path.name)
     ref = Reference(frame, str(path), digest, params)
     _checked[("plans", digest)] = ref
@@ -174,16 +178,109 @@ def load_registry(path: Path) -> Reference:
     ).height
     if bad_dates:
         raise ReferenceError(f"{path.name}: {bad_dates} row(s) with an unreadable in_network_to")
+    if not registry_passes(frame):
+        from schemas.reference import Hospital
+
+        _check_with(Hospital, frame, path)
+    ref = Reference(frame, str(path), digest)
+    _checked[("hospitals", digest)] = ref
+    return ref
+
+
+def _check_with(model: Any, frame: pl.DataFrame, path: Path) -> None:
+    """The model's verdict on a table its screen doubted: a ReferenceError naming the columns
+    and checks that failed (none: the table is good after all)."""
+    from pandera.errors import SchemaErrors
+
     try:
-        Hospital.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
+        model.validate(frame, lazy=True)
+    except SchemaErrors as exc:
         problems = exc.failure_cases.select("column", "check").unique().rows()
         raise ReferenceError(
             f"{path.name}: " + "; ".join(f"{c}: {chk}" for c, chk in sorted(problems, key=str))
         ) from None
-    ref = Reference(frame, str(path), digest)
-    _checked[("hospitals", digest)] = ref
-    return ref
+
+
+# The columns and types of the models (``schemas.reference``), as the loaders build them.
+RULES_SCHEMA = pl.Schema(
+    {
+        "plan_code": pl.String,
+        **{
+            name: pl.Int64
+            for name in (
+                "from_year",
+                "priority",
+                "rate_bp",
+                "deductible_fen",
+                "per_stay_cap_fen",
+                "daily_allowance_fen",
+                "allowance_days",
+                "annual_cap_fen",
+                "waiting_days",
+                "monthly_contribution_fen",
+            )
+        },
+    }
+)
+REGISTRY_SCHEMA = pl.Schema(
+    {
+        "hospital_code": pl.String,
+        "hospital_name": pl.String,
+        "district": pl.String,
+        "level": pl.Int64,
+        "in_network_from": pl.Date,
+        "in_network_to": pl.Date,
+    }
+)
+
+
+def _holds(frame: pl.DataFrame, *conditions: pl.Expr) -> bool:
+    """Every condition true on every row (a null is a doubt, not a pass)."""
+    if not frame.height:
+        return True
+    return bool(frame.select(pl.all_horizontal(conditions).fill_null(False).all()).item())
+
+
+def rules_pass(frame: pl.DataFrame) -> bool:
+    """Whether every check of ``PlanRule`` certainly holds: its columns and types, no nulls but
+    in ``per_stay_cap_fen``, the ranges, the codes, one row per (plan_code, from_year). False
+    where in doubt: the model then decides."""
+    c = pl.col
+    at_least_zero = (
+        "deductible_fen",
+        "daily_allowance_fen",
+        "allowance_days",
+        "annual_cap_fen",
+        "waiting_days",
+        "monthly_contribution_fen",
+    )
+    return frame.schema == RULES_SCHEMA and _holds(
+        frame,
+        c("plan_code").is_in(list(PLAN_CODES)),
+        c("from_year").is_between(1990, 2100),
+        c("priority") >= 1,
+        c("rate_bp").is_between(0, 10_000),
+        *(c(name) >= 0 for name in at_least_zero),
+        c("per_stay_cap_fen").is_null() | (c("per_stay_cap_fen") >= 0),
+        pl.struct("plan_code", "from_year").is_unique(),
+    )
+
+
+def registry_passes(frame: pl.DataFrame) -> bool:
+    """Whether every check of ``Hospital`` certainly holds: its columns and types, no nulls but
+    in ``in_network_to``, a unique non-empty code, level 1-3, a network period in order. False
+    where in doubt: the model then decides."""
+    c = pl.col
+    return frame.schema == REGISTRY_SCHEMA and _holds(
+        frame,
+        c("hospital_code").str.len_chars() >= 1,
+        c("hospital_code").is_unique(),
+        c("hospital_name").is_not_null(),
+        c("district").is_not_null(),
+        c("level").is_in([1, 2, 3]),
+        c("in_network_from").is_not_null(),
+        c("in_network_to").is_null() | (c("in_network_to") >= c("in_network_from")),
+    )
 
 
 def registry_path(landing: Path, reference_dir: Path) -> Path:
