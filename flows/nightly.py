@@ -7,6 +7,10 @@ report; ``PrefectSteps`` says how each step runs as a task. Tasks pass keys and 
 frames. A night with a failed partition ends Failed; a retried flow run re-processes what
 failed in it.
 
+The plan, commit and issue task runs are called, not submitted: they run in the flow's thread,
+where ``run_steps`` holds its two warehouse sessions (the pairing check and the plan; the
+commit and the issue), so a night opens the file twice. No task parameter is a connection.
+
 Validation runs on two local threads by default, or on the workers of a Dask cluster
 (``CLAIMS_TASK_RUNNER=dask``, ``CLAIMS_DASK_ADDRESS``; ``flows.cluster``). What a worker gets is a
 ``Partition`` and paths, and what it returns is a ``Validated``: small, picklable, and free of

@@ -102,7 +102,9 @@ def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResul
         with warehouse_session(settings.warehouse):
             result = steps.commit(settings, plan, validated)
             steps.issue(settings)
-        cleanup(plan)
+            # Before the file closes: a run whose staging folder is there and whose file is
+            # closed is validating (what `claims status` and its test rely on).
+            cleanup(plan)
         steps.settle(outcomes(plan, result))
         steps.report(settings, result, request.title)
     return result
