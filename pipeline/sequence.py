@@ -90,16 +90,18 @@ def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResul
     The warehouse file is opened twice (``warehouse_session``): once for the pairing check and
     the plan, once for the commit and the batch's issue. Between them, while the partitions
     are validated, the file is closed, so that ``claims status`` can read it (operations.md:
-    it shows the partitions the run marked running). Within a backfill's session, both are
+    it shows the partitions the run marked running). Each phase ends with one checkpoint; no
+    other transaction is open to hold back its merges, so it is not settled (a backfill's
+    session is: ``storage.warehouse.settle``). Within a backfill's session, both phases are
     that session's one connection.
     """
     check_landing(settings)
     with run_lock(settings.warehouse, settings.lock_timeout_s):
-        with warehouse_session(settings.warehouse):
+        with warehouse_session(settings.warehouse, settle_at_end=False):
             check_pairing(settings)
             plan = steps.plan(settings, request)
         validated = steps.validate(settings, plan)
-        with warehouse_session(settings.warehouse):
+        with warehouse_session(settings.warehouse, settle_at_end=False):
             result = steps.commit(settings, plan, validated)
             steps.issue(settings)
             # Before the file closes: a run whose staging folder is there and whose file is

@@ -86,7 +86,7 @@ def test_a_session_settles_at_its_end(tmp_path: Path) -> None:
     path = tmp_path / "warehouse.duckdb"
     with open_warehouse(path):
         pass  # create and migrate
-    with warehouse_session(path) as con:
+    with warehouse_session(path), open_warehouse(path) as con:  # the session's connection
         _thinned_under_a_reader(con)
     before, after = _next_commit_row_groups(path)
     assert after == before
