@@ -124,15 +124,30 @@ def test_status_during_a_run(night_two: tuple[Place, list[dict[str, object]]]) -
         "steps": [steps[3]],
     }
     run = start([str(PYTHON), "-c", DRIVER, json.dumps(spec)], _env(), place.root / "logs")
+    staging = place.warehouse.parent / (place.warehouse.stem + ".staging")
+
+    def planned() -> bool:
+        """The run's staging folder exists: its plan made it (and marked its partitions
+        running); the run's commit phase removes it before it closes the file."""
+        return staging.is_dir() and any(staging.iterdir())
+
     try:
-        # Holding the run lock, the warehouse file closed, validating (a partition's staging
-        # folder exists, so the plan marked it running): status answers.
-        staging = place.warehouse.parent / (place.warehouse.stem + ".staging")
+        # The warehouse file open for writing, planning (its first open; the moments come in
+        # the run's order, and the plan's is caught before the run's faster ones): busy, exit 3.
+        with paused_when(
+            run, lambda: lock_holder(place) == run.pid and holds_file(run.pid, place.warehouse)
+        ):
+            busy = status(place)
+        assert busy.returncode == 3, busy.stdout + busy.stderr
+        assert "busy" in busy.stderr.lower(), busy.stderr
+        assert_no_traceback(busy)
+
+        # Holding the run lock, the warehouse file closed, planned: validating; status answers.
         with paused_when(
             run,
             lambda: (
                 lock_holder(place) == run.pid
-                and any(staging.glob("*/feed_date-*"))
+                and planned()
                 and not holds_file(run.pid, place.warehouse)
             ),
         ):
@@ -141,13 +156,6 @@ def test_status_during_a_run(night_two: tuple[Place, list[dict[str, object]]]) -
         assert_no_traceback(answered)
         assert "Partitions" in answered.stdout
         assert "running" in answered.stdout  # night 2's partitions, as the run marked them
-
-        # The warehouse file open for writing (planning or committing): busy, exit 3.
-        with paused_when(run, lambda: holds_file(run.pid, place.warehouse)):
-            busy = status(place)
-        assert busy.returncode == 3, busy.stdout + busy.stderr
-        assert "busy" in busy.stderr.lower(), busy.stderr
-        assert_no_traceback(busy)
     finally:
         done = run.wait()
     assert done.returncode == 0, done.stderr[-3000:]
