@@ -208,14 +208,21 @@ ORDER BY 1, 2
 """
 
 
+def _held_twice(
+    con: duckdb.DuckDBPyConnection, table: str, key: str
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The first SHOWN keys of ``table`` held by more than one row, as (key..., rows), and how
+    many keys are: one grouping of the table, the count taken over its result."""
+    found = con.execute(
+        f"SELECT {key}, count(*) AS n, count(*) OVER () AS keys FROM {table} "
+        f"GROUP BY {key} HAVING count(*) > 1 ORDER BY {key} LIMIT {SHOWN}"
+    ).fetchall()
+    return [row[:-1] for row in found], int(found[0][-1]) if found else 0
+
+
 def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     """One payment instruction per id (migration 014 dropped the key index that enforced it)."""
-    query = """
-        SELECT instruction_id, count(*) AS n FROM payment_instructions
-        GROUP BY ALL HAVING count(*) > 1
-    """
-    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
-    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+    rows, total = _held_twice(con, "payment_instructions", "instruction_id")
 
     def make(instruction_id: str, n: int) -> Finding:
         return Finding(
@@ -226,17 +233,12 @@ def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             "files with its rows and, if the seals are broken, " + RESTORE,
         )
 
-    return _capped(rows, int(total[0]) if total else 0, make)
+    return _capped(rows, total, make)
 
 
 def stay_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     """One current record per stay (migration 015 dropped the key index that enforced it)."""
-    query = """
-        SELECT hospital_code, settlement_id, count(*) AS n FROM stays
-        GROUP BY ALL HAVING count(*) > 1
-    """
-    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
-    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+    rows, total = _held_twice(con, "stays", "hospital_code, settlement_id")
 
     def make(hospital: str, settlement: str, n: int) -> Finding:
         return Finding(
@@ -249,7 +251,7 @@ def stay_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             "feed_date and source (it writes the one record again); otherwise " + RESTORE,
         )
 
-    return _capped(rows, int(total[0]) if total else 0, make)
+    return _capped(rows, total, make)
 
 
 def seal_chain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
