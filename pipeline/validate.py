@@ -7,12 +7,10 @@ Runs anywhere (a thread, a Dask worker): it gets a ``Partition`` and paths, retu
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -23,9 +21,6 @@ from landing.partitions import Partition
 from schemas import discharge_columns as discharge_schema
 from schemas.quarantine import empty_quarantine, over_threshold, threshold_error
 from transforms.discharges import RawRows, ValidatedRows, validate_discharge_batch
-
-if TYPE_CHECKING:
-    from transforms.enrollments import ValidatedSnapshot
 
 log = logging.getLogger("claims")
 
@@ -177,14 +172,6 @@ def _stage(
     )
 
 
-def validate_in_slices(raw: pl.DataFrame, *, snapshot_date: date) -> Iterator[ValidatedSnapshot]:
-    """``transforms.enrollments.validate_in_slices``, imported when a snapshot comes: its
-    models bring pandera, which a night without a snapshot does without."""
-    from transforms.enrollments import validate_in_slices as in_slices
-
-    return in_slices(raw, snapshot_date=snapshot_date)
-
-
 def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) -> Validated:
     """Read and validate an enrolment snapshot in slices; over the threshold it fails whole.
 
@@ -194,6 +181,7 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
     # Here, not at the top: the models bring pandera, which a night without a snapshot
     # does without.
     from schemas import enrollment as enrollment_schema
+    from transforms import enrollments
 
     content_hash: str | None = None
     out = _partition_dir(Path(work_dir), partition.key)
@@ -213,7 +201,7 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
         # (polars releases the GIL); a failed write surfaces at its ``result()``.
         with ThreadPoolExecutor(max_workers=1) as writer:
             writes = []
-            slices = validate_in_slices(delivery.frame, snapshot_date=partition.day)
+            slices = enrollments.validate_in_slices(delivery.frame, snapshot_date=partition.day)
             for i, part in enumerate(slices):
                 # Arrow IPC, uncompressed: the file lives for one run and the warehouse maps it
                 # as it is (no Parquet encoding here, no decoding there; ``storage.members``).

@@ -3,7 +3,7 @@ holds the models that state the rules).
 
 What a clean night needs to validate its rows: the screen of ``transforms.discharges`` passes
 most rows without calling the models, so that a night without a suspect row never imports
-pandera (~0.2 s of a night's start). ``tests/test_contract_sources.py`` holds the constants here
+pandera (~0.2 s of a night's start). ``tests/test_lazy_imports.py`` holds the constants here
 equal to the models'.
 """
 

@@ -89,7 +89,7 @@ def test_staged_slices_are_written_whole_and_in_order(
     import functools
 
     import pipeline.validate as validate
-    from transforms.enrollments import validate_in_slices
+    from transforms import enrollments
 
     n = 23
     first = pl.DataFrame(ROWS).head(1)
@@ -98,7 +98,9 @@ def test_staged_slices_are_written_whole_and_in_order(
     )
     p = _partition(tmp_path / "s", {"part-0001.parquet": frame})
     monkeypatch.setattr(
-        validate, "validate_in_slices", functools.partial(validate_in_slices, slice_rows=4)
+        enrollments,
+        "validate_in_slices",
+        functools.partial(enrollments.validate_in_slices, slice_rows=4),
     )
     v = validate.validate_snapshot(p, work_dir=str(tmp_path / "work"), threshold=0.01)
     assert v.status == "validated", v.error
