@@ -26,11 +26,11 @@ WITH s AS (
     SELECT * FROM scope_stays
 ), by_id AS (
     SELECT s.hospital_code, s.settlement_id, m.national_id, m.member_name_norm
-    FROM s JOIN members m ON s.is_valid_id AND m.national_id = s.national_id
+    FROM s JOIN night_members m ON s.is_valid_id AND m.national_id = s.national_id
 ), by_demographics AS (
     SELECT s.hospital_code, s.settlement_id, count(*) AS candidates,
            min(m.national_id) AS national_id
-    FROM s JOIN members m
+    FROM s JOIN night_members m
       ON NOT s.is_valid_id
      AND m.member_name_norm = s.patient_name_norm
      AND m.birth_date = s.birth_date
@@ -58,7 +58,7 @@ WITH s AS (
     JOIN effective e
       ON e.hospital_code = s.hospital_code AND e.settlement_id = s.settlement_id
      AND e.decision = 'approve' AND e.reason = 'ambiguous'
-    JOIN members m
+    JOIN night_members m
       ON m.national_id = e.national_id
      AND m.member_name_norm = s.patient_name_norm
      AND m.birth_date = s.birth_date
@@ -160,11 +160,36 @@ FROM stay_plan_targets SEMI JOIN cap_kept USING (hospital_code, settlement_id)
 GROUP BY ALL;
 """
 
-AFFECTED_PEOPLE_SQL = """
+# The scope's outcomes as they were: whom its stays were matched to before (CALC_SQL's cap
+# pivot, the people affected).
+SCOPE_OLD_OUTCOMES_SQL = """
 CREATE OR REPLACE TEMP TABLE scope_old_outcomes AS
 SELECT hospital_code, settlement_id, national_id, admission_date, discharge_date
-FROM stay_outcomes SEMI JOIN scope USING (hospital_code, settlement_id);
+FROM stay_outcomes SEMI JOIN scope USING (hospital_code, settlement_id)
+"""
 
+# The members a night can need, read from ``members`` once: matching's candidates (the scope's
+# valid IDs; the people sharing an invalid-ID stay's name, birth date and gender) and whoever
+# the scope's stays were matched or posted to before. Matching reads them here, and so does
+# the posting (``storage.ledger``: the name and payee account of each member it pays, the
+# snapshot's, as payouts.md asks), instead of each reading the 7 M members again.
+# ``night_ids`` are the IDs looked up, present in the snapshot or not: a member with entries
+# who is in neither table was not looked up, and the posting reads ``members`` for them.
+NIGHT_MEMBERS_SQL = """
+CREATE OR REPLACE TEMP TABLE night_ids AS
+SELECT national_id FROM scope_stays WHERE is_valid_id
+UNION SELECT national_id FROM scope_old_outcomes WHERE national_id <> ''
+UNION SELECT national_id FROM ledger_balances SEMI JOIN scope USING (hospital_code, settlement_id);
+
+CREATE OR REPLACE TEMP TABLE night_members AS
+SELECT national_id, member_name, member_name_norm, gender, birth_date, payee_account
+FROM members m
+WHERE m.national_id IN (SELECT national_id FROM night_ids)
+   OR EXISTS (SELECT 1 FROM scope_stays s
+              WHERE NOT s.is_valid_id AND s.patient_name_norm = m.member_name_norm
+                AND s.birth_date = m.birth_date AND s.gender = m.gender)
+"""
+AFFECTED_PEOPLE_SQL = """
 CREATE OR REPLACE TEMP TABLE affected_people AS
 SELECT national_id FROM new_match WHERE national_id <> ''
 UNION SELECT national_id FROM scope_old_outcomes WHERE national_id <> ''
@@ -647,6 +672,8 @@ def adjudicate(
         )
     if snapshot_diff:
         con.execute(f"DROP TABLE IF EXISTS {SNAPSHOT_CHANGES}")
+    con.execute(SCOPE_OLD_OUTCOMES_SQL)
+    run_script(con, NIGHT_MEMBERS_SQL)
     con.execute(MATCH_SQL)
     run_script(con, AFFECTED_PEOPLE_SQL)
     con.execute(PEOPLE_ROWS_FULL_SQL if full else PEOPLE_ROWS_SQL)

@@ -97,7 +97,15 @@ FROM (
             FROM new_entries GROUP BY ALL
         ) r
         LEFT JOIN recovery_balances b USING (national_id)
-        LEFT JOIN members m USING (national_id)
+        LEFT JOIN (
+            SELECT national_id, member_name, payee_account FROM night_members
+            UNION ALL
+            SELECT national_id, member_name, payee_account FROM members
+            WHERE national_id IN (
+                SELECT national_id FROM new_entries
+                ANTI JOIN night_ids USING (national_id)
+                ANTI JOIN night_members USING (national_id))
+        ) m USING (national_id)
     )
 );
 
