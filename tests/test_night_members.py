@@ -85,7 +85,12 @@ NIGHTS: list[tuple[date, list[dict[str, str]], dict[Person, str] | None]] = [
         NIGHT_3,
         [
             by_id(
-                A, "2025-03-03", "2025-03-10", sid="S1", self_pay="3000.00", version=2,
+                A,
+                "2025-03-03",
+                "2025-03-10",
+                sid="S1",
+                self_pay="3000.00",
+                version=2,
                 record_type="V",
             )
         ],
@@ -99,7 +104,9 @@ NIGHTS: list[tuple[date, list[dict[str, str]], dict[Person, str] | None]] = [
 def _deliver(settings: Settings, night: date, stays: list[dict[str, str]], snap: Any) -> None:
     if snap is not None:
         day = SNAP_1 if night == NIGHT_1 else night
-        synth.write_snapshot(settings.landing, day, frame(_snapshot(snap), synth.ENROLLMENT_COLUMNS))
+        synth.write_snapshot(
+            settings.landing, day, frame(_snapshot(snap), synth.ENROLLMENT_COLUMNS)
+        )
     synth.write_partition(settings.landing, night, "SHYB", frame(stays, synth.DISCHARGE_COLUMNS))
 
 
@@ -263,8 +270,7 @@ def test_migration_017_drops_the_rows_of_0_and_no_figure(tmp_path: Path) -> None
     con = duckdb.connect(str(settings.warehouse))
     try:
         con.execute(
-            "INSERT INTO recovery_balances "
-            "SELECT DISTINCT national_id, 0 FROM payment_instructions"
+            "INSERT INTO recovery_balances SELECT DISTINCT national_id, 0 FROM payment_instructions"
         )
         con.execute("DELETE FROM schema_migrations WHERE version = 17")
         before = con.execute("SELECT * FROM member_accounts ORDER BY ALL").fetchall()
