@@ -82,8 +82,7 @@ def test_a_warehouse_migrated_to_019_holds_what_one_written_with_it_does(tmp_pat
         assert con.execute(ROWS).fetchall() == native
         assert con.execute(STALE).fetchone() == (0,)
         assert (
-            con.execute("SELECT content_md5 FROM discharge_rows ORDER BY ALL").fetchall()
-            == hashes
+            con.execute("SELECT content_md5 FROM discharge_rows ORDER BY ALL").fetchall() == hashes
         )
         con.execute("CHECKPOINT")
         assert con.execute(RAW_COMPRESSION).fetchall() == [("ZSTD",)]
