@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -18,37 +19,16 @@ import pyarrow.ipc as ipc
 from config.settings import duckdb_memory_limit, size_bytes
 from storage.warehouse import now
 
-# Gaps and islands per (person, plan): an enrolment continues the chain when it starts no later
-# than the day after every earlier one has ended; chain_start is the first day of its chain.
-# Starts only grow in this order, so the chain's start is the latest chain-opening start so
-# far: two windows over one sort. Most (person, plan) pairs have a single enrolment, which is its
-# own chain: only the others pay for the sort. Which rows share their pair is the staged
-# rows' flag ``several_pair`` (``repeat_flags``), so the split is two filters of one scan each,
-# not a grouping and two hash joins over the 10 M rows. A flag set on a single enrolment (a
-# hash collision) sends it through the windows, which give it its own start as its chain: the
-# result is the same either way.
+if TYPE_CHECKING:
+    import polars as pl
+
 _ENROLMENT_COLUMNS = (
     "enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code, "
     "coverage_start, coverage_end, payee_account"
 )
-_CHAINS = f"""
-WITH ordered AS (
-    SELECT {_ENROLMENT_COLUMNS},
-        max(coalesce(coverage_end, DATE '9999-12-31')) OVER (
-            PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
-            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS covered_until
-    FROM staged_enrollments WHERE several_pair
-)
-SELECT {_ENROLMENT_COLUMNS},
-       max(CASE WHEN covered_until IS NULL OR coverage_start > covered_until + 1
-                THEN coverage_start END) OVER (
-           PARTITION BY national_id, plan_code ORDER BY coverage_start, enrollment_id
-           ROWS UNBOUNDED PRECEDING) AS chain_start
-FROM ordered
-UNION ALL
-SELECT {_ENROLMENT_COLUMNS}, coverage_start AS chain_start
-FROM staged_enrollments WHERE NOT several_pair
-"""
+# The chains' starts are computed before the insert (``chain_starts``), so the enrolments are
+# the staged rows as they are: one scan, no window, no sort in DuckDB.
+_CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start FROM staged_enrollments"
 
 # A person's attributes come from their latest enrolment (by coverage_start, then
 # enrollment_id); a person with one enrolment needs no comparison at all. Read from the staged
@@ -103,6 +83,87 @@ def repeat_flags(rows: pa.Table) -> pa.Table:
         repeated = ordered.filter(ordered == ordered.shift(1))
         rows = rows.append_column(name, column.is_in(repeated).alias(name).to_arrow())
     return rows
+
+
+# Gaps and islands per (person, plan): an enrolment continues the chain when it starts no later
+# than the day after every earlier one (by coverage_start, then enrollment_id) has ended;
+# chain_start is the first day of its chain. Starts only grow in this order, so the chain's
+# start is the latest chain-opening start so far. Days as integers shifted to be non-negative
+# (date32 days from 1000-01-01 to 9999-12-31 span less than 2**22), each pair's run of rows
+# lifted above the previous runs by ``_RUN_SPAN``: one running maximum over the sorted rows is
+# then a running maximum within each pair.
+_DAY_SHIFT = 1 << 20
+_RUN_SPAN = 1 << 22
+_OPEN_END = 2_932_896  # 9999-12-31 as days since 1970-01-01
+
+
+def chain_starts(rows: pa.Table) -> pa.Table:
+    """The staged rows (with ``repeat_flags``) with ``chain_start``, the first day of the
+    enrolment's chain (benefits.md, *Coverage*).
+
+    A pair with a single enrolment is its own chain: its start. Only the rows flagged
+    ``several_pair`` (~a quarter at full scale) are sorted, by the pair's 64-bit hash and the
+    start: sorting on the hash instead of the two strings costs a third (measured at 10 M
+    enrolments, ADR 0018). A hash shared by two pairs would interleave their rows; it is
+    detected (a run of one hash holding two pairs) and those rows are sorted by the strings
+    themselves, so the result never depends on the hash. Rows of one pair starting the same
+    day need no order between them: whichever comes first, the later ones start within the
+    first one's coverage, so none of them opens a chain the other would not.
+    """
+    import polars as pl  # the load's alone
+
+    frame = pl.from_arrow(
+        rows.select(["national_id", "plan_code", "coverage_start", "coverage_end", "several_pair"])
+    )
+    assert isinstance(frame, pl.DataFrame)
+    starts = _chain_starts(
+        frame, pl.col("national_id").hash().xor(pl.col("plan_code").hash(seed=1))
+    )
+    return rows.append_column("chain_start", starts.to_arrow())
+
+
+def _chain_starts(frame: pl.DataFrame, pair: pl.Expr) -> pl.Series:
+    """``chain_start`` for every row of ``frame``; ``pair``: a 64-bit key of the (person,
+    plan), equal for equal pairs (a test gives one that collides)."""
+    import polars as pl
+
+    several = (
+        frame.with_row_index("row")
+        .filter(pl.col("several_pair"))
+        .with_columns(pair=pair)
+        .sort(["pair", "coverage_start"])
+    )
+    nid, plan, key = pl.col("national_id"), pl.col("plan_code"), pl.col("pair")
+    same_key = (nid == nid.shift(1)) & (plan == plan.shift(1))
+    collided = several.select(((key == key.shift(1)) & ~same_key).any()).item()
+    if collided:  # two pairs share a hash (odds ~1e-7 a snapshot): the strings decide
+        several = several.sort(["national_id", "plan_code", "coverage_start"])
+        first = ~same_key.fill_null(False)
+    else:
+        first = (key != key.shift(1)).fill_null(True)
+    start = pl.col("coverage_start").cast(pl.Int64) + _DAY_SHIFT
+    end = pl.col("coverage_end").cast(pl.Int64).fill_null(_OPEN_END) + _DAY_SHIFT
+    runs = several.select(
+        "row",
+        start.alias("start"),
+        end.alias("end"),
+        first.alias("first"),
+    ).with_columns(lift=pl.col("first").cum_sum().cast(pl.Int64) * _RUN_SPAN)
+    del several
+    lift = pl.col("lift")
+    # The latest end of the pair's earlier rows; on a pair's first row it is the previous
+    # pair's (below this pair's lift): the first row opens its chain anyway.
+    covered_until = (lift + pl.col("end")).cum_max().shift(1) - lift
+    opens = pl.col("first") | (pl.col("start") > covered_until + 1)
+    chain = (lift + pl.when(opens).then(pl.col("start")).otherwise(0)).cum_max() - lift
+    found = runs.select(
+        "row", (chain - _DAY_SHIFT).cast(pl.Int32).cast(pl.Date).alias("chain_start")
+    )
+    return (
+        frame.get_column("coverage_start")
+        .scatter(found.get_column("row"), found.get_column("chain_start"))
+        .alias("chain_start")
+    )
 
 
 # The people a new snapshot changes (a diff against the snapshot in effect, before it is
@@ -184,7 +245,7 @@ def load_snapshot(
     run_id: str,
 ) -> int:
     """Replace enrolment with the staged snapshot's slices (inside the transaction)."""
-    rows = repeat_flags(staged_snapshot(staged))
+    rows = chain_starts(repeat_flags(staged_snapshot(staged)))
     con.register("staged_enrollments", rows)
     # The mapped slices are this process's memory too (~1.5 GB at 10 M enrolments, resident once
     # read), which DuckDB's cap does not count: for the load DuckDB gets the cap less their

@@ -130,3 +130,32 @@ def test_repeat_flags_are_exact_counts(seed: int) -> None:
         pairs[p] > 1 for p in zip(ids, plans, strict=True)
     ]
     assert flagged.column("other").to_pylist() == list(range(len(ids)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_chain_starts_do_not_depend_on_the_pair_key(seed: int) -> None:
+    """The pairs' 64-bit key only orders the rows: a key shared by many pairs (here the plan's
+    alone, or one value for all) is found out and the strings decide, with the same starts."""
+    rng = random.Random(seed)
+    rows = _rows(rng, people=rng.choice([3, 30]), count=rng.randrange(1, 400))
+    pairs = Counter((r["national_id"], r["plan_code"]) for r in rows)
+    frame = pl.DataFrame(
+        {
+            "national_id": [r["national_id"] for r in rows],
+            "plan_code": [r["plan_code"] for r in rows],
+            "coverage_start": [r["coverage_start"] for r in rows],
+            "coverage_end": [r["coverage_end"] for r in rows],
+            "several_pair": [pairs[(r["national_id"], r["plan_code"])] > 1 for r in rows],
+        },
+        schema_overrides={"coverage_end": pl.Date},
+    )
+    expected = _chain_starts(rows)
+    for key in (pl.col("plan_code").hash(), pl.lit(7, pl.UInt64), pl.col("national_id").hash()):
+        starts = _chain_starts_of(frame, key)
+        assert dict(zip((r["enrollment_id"] for r in rows), starts, strict=True)) == expected
+
+
+def _chain_starts_of(frame: pl.DataFrame, key: pl.Expr) -> list[date]:
+    from storage.members import _chain_starts
+
+    return list(_chain_starts(frame, key).to_list())
