@@ -89,7 +89,7 @@ def repeat_flags(rows: pa.Table) -> pa.Table:
 # than the day after every earlier one (by coverage_start, then enrollment_id) has ended;
 # chain_start is the first day of its chain. Starts only grow in this order, so the chain's
 # start is the latest chain-opening start so far. Days as integers shifted to be non-negative
-# (date32 days from 1000-01-01 to 9999-12-31 span less than 2**22), each pair's run of rows
+# (date32 days from 0001-01-01 to 9999-12-31 span less than 2**22), each pair's run of rows
 # lifted above the previous runs by ``_RUN_SPAN``: one running maximum over the sorted rows is
 # then a running maximum within each pair.
 _DAY_SHIFT = 1 << 20

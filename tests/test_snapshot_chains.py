@@ -159,3 +159,28 @@ def _chain_starts_of(frame: pl.DataFrame, key: pl.Expr) -> list[date]:
     from storage.members import _chain_starts
 
     return list(_chain_starts(frame, key).to_list())
+
+
+def test_chain_starts_at_the_ends_of_the_calendar() -> None:
+    """Days from 0001-01-01 to 9999-12-31, open ends, a chain continued the day after an end."""
+    from storage.members import chain_starts, repeat_flags
+
+    first, last = date(1, 1, 1), date(9999, 12, 31)
+    table = pa.table(
+        {
+            "national_id": ["A", "A", "A", "A", "B", "B"],
+            "plan_code": ["P", "P", "P", "Q", "P", "P"],
+            "coverage_start": [first, date(1, 1, 2), last, last, date(2024, 1, 1), last],
+            "coverage_end": [first, date(1, 1, 5), None, None, None, None],
+        },
+        schema=pa.schema(
+            [
+                ("national_id", pa.string()),
+                ("plan_code", pa.string()),
+                ("coverage_start", pa.date32()),
+                ("coverage_end", pa.date32()),
+            ]
+        ),
+    )
+    starts = chain_starts(repeat_flags(table)).column("chain_start").to_pylist()
+    assert starts == [first, first, last, last, date(2024, 1, 1), date(2024, 1, 1)]
