@@ -542,6 +542,9 @@ INSERT INTO recovery_balances
 SELECT national_id, sum(amount_fen)::BIGINT FROM taken GROUP BY ALL
 ON CONFLICT (national_id) DO UPDATE
 SET recovery_due_fen = recovery_balances.recovery_due_fen + excluded.recovery_due_fen;
+-- only balances that are not 0 are kept (migration 017): a payout held back may come to 0 here
+DELETE FROM recovery_balances
+WHERE recovery_due_fen = 0 AND national_id IN (SELECT national_id FROM taken);
 """
 
 
