@@ -92,16 +92,17 @@ def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResul
     are validated, the file is closed, so that ``claims status`` can read it (operations.md:
     it shows the partitions the run marked running). Each phase ends with one checkpoint; no
     other transaction is open to hold back its merges, so it is not settled (a backfill's
-    session is: ``storage.warehouse.settle``). Within a backfill's session, both phases are
-    that session's one connection.
+    session is: ``storage.warehouse.settle``), and it merges no row groups: its checkpoints
+    write what it changed (``storage.warehouse.NO_ROW_GROUP_MERGES``). Within a backfill's
+    session, both phases are that session's one connection.
     """
     check_landing(settings)
     with run_lock(settings.warehouse, settings.lock_timeout_s):
-        with warehouse_session(settings.warehouse, settle_at_end=False):
+        with warehouse_session(settings.warehouse, settle_at_end=False, merge_row_groups=False):
             check_pairing(settings)
             plan = steps.plan(settings, request)
         validated = steps.validate(settings, plan)
-        with warehouse_session(settings.warehouse, settle_at_end=False):
+        with warehouse_session(settings.warehouse, settle_at_end=False, merge_row_groups=False):
             result = steps.commit(settings, plan, validated)
             steps.issue(settings)
             # Before the file closes: a run whose staging folder is there and whose file is
