@@ -123,7 +123,9 @@ FROM decided
 # (``cap_kept``) are not recomputed: their inputs did not change and neither did any stay before
 # them, so their targets stand, and only their sum per (member, plan, year) enters the cap of
 # the stays after them (``cap_prefix``). A backfill chunk or a night, whose stays are mostly the
-# year's latest, so recomputes its own stays and not the whole year before them.
+# year's latest, so recomputes its own stays and not the whole year before them. The prefix is
+# summed from the raw amounts the kept stays' outcomes carry (migration 016), read with the
+# people's other stays, not from ``stay_plan_targets`` (a scan of every target).
 CAP_PREFIX_SQL = """
 CREATE OR REPLACE TEMP TABLE cap_pivot AS
 SELECT national_id, benefit_year,
@@ -155,8 +157,11 @@ WHERE v.pivot IS NOT NULL
                   WHERE t.hospital_code = p.hospital_code AND t.settlement_id = p.settlement_id);
 
 CREATE OR REPLACE TEMP TABLE cap_prefix AS
-SELECT national_id, plan_code, benefit_year, sum(raw_fen)::BIGINT AS prefix_fen
-FROM stay_plan_targets SEMI JOIN cap_kept USING (hospital_code, settlement_id)
+SELECT national_id, raw.plan_code, benefit_year, sum(raw.raw_fen)::BIGINT AS prefix_fen
+FROM (
+    SELECT p.national_id, p.benefit_year, unnest(p.raw_by_plan) AS raw
+    FROM people_stays p SEMI JOIN cap_kept USING (hospital_code, settlement_id)
+)
 GROUP BY ALL;
 """
 
@@ -212,7 +217,8 @@ UNION SELECT national_id FROM ledger_balances l
 _PEOPLE_COLUMNS = """o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason,
        o.national_id, o.match_method, o.overlapped_stay, o.rowid AS outcome_rowid,
        o.admission_date, o.discharge_date, year(o.discharge_date) AS benefit_year,
-       o.current_version AS stay_version, o.record_type, o.self_pay_in_scope_fen"""
+       o.current_version AS stay_version, o.record_type, o.self_pay_in_scope_fen,
+       o.raw_by_plan"""
 PEOPLE_ROWS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE people_rows AS
 SELECT {_PEOPLE_COLUMNS}
@@ -456,13 +462,16 @@ SELECT c.hospital_code, c.settlement_id, c.current_version,
     CASE WHEN c.match_status = 'matched' AND h.hospital_code IS NOT NULL THEN 'overlap'
          ELSE c.reason END AS reason,
     c.national_id, c.match_method, coalesce(h.overlapped_stay, '') AS overlapped_stay,
-    hash(c.national_id) AS member_key  -- what CALC_SQL finds a member's outcomes by (014)
+    hash(c.national_id) AS member_key,  -- what CALC_SQL finds a member's outcomes by (014)
+    t.raw_by_plan  -- its targets' raw amounts: what a later night's cap prefix sums (016)
 FROM calc_match c
 LEFT JOIN calc_stays s USING (hospital_code, settlement_id)
 LEFT JOIN overlap_held h USING (hospital_code, settlement_id)
 LEFT JOIN (
     SELECT hospital_code, settlement_id, count(*) AS plans,
-           count(*) FILTER (WHERE target_fen > 0) AS paying
+           count(*) FILTER (WHERE target_fen > 0) AS paying,
+           list({'plan_code': plan_code, 'raw_fen': raw_fen} ORDER BY plan_code)
+               AS raw_by_plan
     FROM new_targets GROUP BY ALL
 ) t USING (hospital_code, settlement_id)
 """
@@ -522,7 +531,8 @@ INSERT INTO stay_outcomes BY NAME SELECT * FROM new_outcomes;
 
 _OUTCOME_COLUMNS = (
     "hospital_code, settlement_id, current_version, status, reason, national_id, match_method, "
-    "overlapped_stay, record_type, admission_date, discharge_date, self_pay_in_scope_fen"
+    "overlapped_stay, record_type, admission_date, discharge_date, self_pay_in_scope_fen, "
+    "raw_by_plan"
 )
 
 # A night's outcomes: the scope's are replaced (found by key: new stays sit together at the end

@@ -254,6 +254,36 @@ def stay_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     return _capped(rows, total, make)
 
 
+def outcome_amounts(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """Each outcome carries its stay's targets' raw amounts (migration 016), the sums a night's
+    annual caps start from."""
+    query = """
+        WITH t AS (
+            SELECT hospital_code, settlement_id,
+                   list({'plan_code': plan_code, 'raw_fen': raw_fen} ORDER BY plan_code) AS raws
+            FROM stay_plan_targets GROUP BY ALL
+        )
+        SELECT hospital_code, settlement_id
+        FROM stay_outcomes o FULL JOIN t USING (hospital_code, settlement_id)
+        WHERE o.raw_by_plan IS DISTINCT FROM t.raws
+          AND (o.hospital_code IS NOT NULL OR t.raws IS NOT NULL)
+    """
+    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+
+    def make(hospital: str, settlement: str) -> Finding:
+        return Finding(
+            "outcome_amounts",
+            f"stay {hospital}/{settlement}",
+            "the raw amounts its outcome carries differ from its plan targets",
+            "the next run would start an annual cap from a wrong sum: do not run; if the seal "
+            "chain is intact, the carried amounts alone drifted (rebuild them from the targets: "
+            "migration 016's INSERT); otherwise " + RESTORE,
+        )
+
+    return _capped(rows, int(total[0]) if total else 0, make)
+
+
 def seal_chain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     """Recompute every seal; name the first run whose entries (or seal) changed."""
     rows = con.execute(SEAL_CHECK_SQL).fetchall()

@@ -67,7 +67,7 @@ def _as_before_014(path: Path) -> None:
         con.execute("ALTER TABLE instructions_013 RENAME TO payment_instructions")
         con.execute("ALTER TABLE stay_outcomes DROP COLUMN member_key")
         con.execute("DROP TABLE warehouse_keys")
-        con.execute("DELETE FROM schema_migrations WHERE version = 14")
+        con.execute("DELETE FROM schema_migrations WHERE version >= 14")
 
 
 def _money(settings: Settings) -> dict[str, list[tuple[object, ...]]]:

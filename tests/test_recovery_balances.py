@@ -1,4 +1,4 @@
-"""Migration 016: ``recovery_balances`` keeps only the balances that are not 0.
+"""Migration 016 (1 of 2): ``recovery_balances`` keeps only the balances that are not 0.
 
 Every member a night paid used to get a row, most of them owing nothing (2.09 M rows after a
 year, 2,731 not 0), and each night's new members were new keys spread over the table's whole key
@@ -7,6 +7,8 @@ reader takes it; ``storage.ledger.post`` inserts a balance that is not 0, update
 and deletes one that comes to 0.
 
 Real nights through ``run_local``: a recovery carried forward, then netted against a payout.
+The warehouse migrated to 016 is held to one written with it here, for both of its parts (the
+other: ``tests/test_outcome_amounts.py``).
 """
 
 from __future__ import annotations
@@ -84,8 +86,10 @@ def test_only_balances_that_are_not_zero_are_kept(tmp_path: Path) -> None:
 
 def _as_before_016(path: Path) -> None:
     """What the warehouse held before 016: a balance row, 0 when nothing is owed, for every
-    member a paying night posted to (``post`` inserted one for each member with entries)."""
+    member a paying night posted to (``post`` inserted one for each member with entries), and
+    outcomes without the raw amounts of their targets."""
     with open_warehouse(path) as con:
+        con.execute("ALTER TABLE stay_outcomes DROP COLUMN raw_by_plan")
         con.execute(
             "INSERT INTO recovery_balances "
             "SELECT DISTINCT national_id, 0 FROM ledger_entries "

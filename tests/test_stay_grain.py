@@ -54,7 +54,7 @@ def _as_before_015(path: Path) -> None:
         con.execute("INSERT INTO stays_014 SELECT * FROM stays ORDER BY rowid")
         con.execute("DROP TABLE stays")
         con.execute("ALTER TABLE stays_014 RENAME TO stays")
-        con.execute("DELETE FROM schema_migrations WHERE version = 15")
+        con.execute("DELETE FROM schema_migrations WHERE version >= 15")
 
 
 def _correct_a1(settings: Settings, night: int) -> None:
