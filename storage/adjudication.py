@@ -470,8 +470,8 @@ LEFT JOIN overlap_held h USING (hospital_code, settlement_id)
 LEFT JOIN (
     SELECT hospital_code, settlement_id, count(*) AS plans,
            count(*) FILTER (WHERE target_fen > 0) AS paying,
-           list({'plan_code': plan_code, 'raw_fen': raw_fen} ORDER BY plan_code)
-               AS raw_by_plan
+           -- in plan order; sorted after the aggregate (an ordered aggregate cost ~3x more)
+           list_sort(list({'plan_code': plan_code, 'raw_fen': raw_fen})) AS raw_by_plan
     FROM new_targets GROUP BY ALL
 ) t USING (hospital_code, settlement_id)
 """

@@ -82,3 +82,26 @@ def test_verify_names_an_outcome_whose_amounts_drifted(tmp_path: Path) -> None:
     assert len(found) == 1 and "D1" in found[0].subject
     with open_warehouse(settings.warehouse, read_only=True) as con2:
         assert len(audit.outcome_amounts(con2)) == 1
+
+
+def test_verify_names_a_stay_whose_targets_lost_their_carried_amounts(tmp_path: Path) -> None:
+    """Both directions: an outcome carrying amounts its targets lack, and the reverse."""
+    settings = world(tmp_path)
+    deliver(
+        settings,
+        0,
+        [
+            _by_id("E1", BED, "2026-01-05", "2026-01-08"),
+            _by_id("E2", RICH, "2026-01-05", "2026-01-08"),
+        ],
+    )
+    night(settings)
+    con = duckdb.connect(str(settings.warehouse))
+    try:
+        con.execute("UPDATE stay_outcomes SET raw_by_plan = NULL WHERE settlement_id = 'E1'")
+        con.execute("DELETE FROM stay_plan_targets WHERE settlement_id = 'E2'")
+    finally:
+        con.close()
+    with open_warehouse(settings.warehouse, read_only=True) as con2:
+        named = sorted(f.subject.rsplit("/", 1)[1] for f in audit.outcome_amounts(con2))
+    assert named == ["E1", "E2"]

@@ -49,7 +49,7 @@ SELECT o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason, 
 FROM stay_outcomes o
 LEFT JOIN (
     SELECT hospital_code, settlement_id,
-           list({'plan_code': plan_code, 'raw_fen': raw_fen} ORDER BY plan_code) AS raw_by_plan
+           list_sort(list({'plan_code': plan_code, 'raw_fen': raw_fen})) AS raw_by_plan
     FROM stay_plan_targets GROUP BY ALL
 ) t USING (hospital_code, settlement_id)
 ORDER BY o.rowid;
