@@ -1,4 +1,4 @@
-"""Migration 016 (2 of 2): each outcome carries its stay's targets' raw amounts per plan.
+"""Migration 016: each outcome carries its stay's targets' raw amounts per plan.
 
 A night's annual caps start from the sum of raw amounts of the people's stays before each cap's
 first change (``cap_prefix``). It was summed from ``stay_plan_targets``, a scan of every target

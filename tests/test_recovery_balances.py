@@ -1,4 +1,5 @@
-"""Migration 016 (1 of 2): ``recovery_balances`` keeps only the balances that are not 0.
+"""Migrations 016 and 017: ``recovery_balances`` keeps only the balances that are not 0 (017),
+and each outcome carries its targets' raw amounts (016).
 
 Every member a night paid used to get a row, most of them owing nothing (2.09 M rows after a
 year, 2,731 not 0), and each night's new members were new keys spread over the table's whole key
@@ -7,8 +8,9 @@ reader takes it; ``storage.ledger.post`` inserts a balance that is not 0, update
 and deletes one that comes to 0.
 
 Real nights through ``run_local``: a recovery carried forward, then netted against a payout.
-The warehouse migrated to 016 is held to one written with it here, for both of its parts (the
-other: ``tests/test_outcome_amounts.py``).
+A warehouse migrated to 016 and 017 is held to one written with them here (the carried amounts
+night by night: ``tests/test_outcome_amounts.py``; the balances also in
+``tests/test_night_members.py``).
 """
 
 from __future__ import annotations
@@ -85,9 +87,9 @@ def test_only_balances_that_are_not_zero_are_kept(tmp_path: Path) -> None:
 
 
 def _as_before_016(path: Path) -> None:
-    """What the warehouse held before 016: a balance row, 0 when nothing is owed, for every
-    member a paying night posted to (``post`` inserted one for each member with entries), and
-    outcomes without the raw amounts of their targets."""
+    """What the warehouse held before 016 and 017: a balance row, 0 when nothing is owed, for
+    every member a paying night posted to (``post`` inserted one for each member with entries),
+    and outcomes without the raw amounts of their targets."""
     with open_warehouse(path) as con:
         con.execute("ALTER TABLE stay_outcomes DROP COLUMN raw_by_plan")
         con.execute(
@@ -95,7 +97,7 @@ def _as_before_016(path: Path) -> None:
             "SELECT DISTINCT national_id, 0 FROM ledger_entries "
             "WHERE national_id NOT IN (SELECT national_id FROM recovery_balances)"
         )
-        con.execute("DELETE FROM schema_migrations WHERE version = 16")
+        con.execute("DELETE FROM schema_migrations WHERE version >= 16")
 
 
 def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -121,7 +123,7 @@ def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         con.close()
 
 
-def test_a_warehouse_migrated_to_016_holds_what_one_written_with_it_does(
+def test_a_warehouse_migrated_to_016_and_017_holds_what_one_written_with_them_does(
     tmp_path: Path,
 ) -> None:
     settings = world(tmp_path / "native")
@@ -131,6 +133,6 @@ def test_a_warehouse_migrated_to_016_holds_what_one_written_with_it_does(
     _as_before_016(old)
     zeros = _query(old, "SELECT count(*) FROM recovery_balances WHERE recovery_due_fen = 0")
     assert zeros == [(2,)]  # BED and RICH: the zeros the old way kept
-    with open_warehouse(old):  # a writer's open applies 016
+    with open_warehouse(old):  # a writer's open applies 016 and 017
         pass
     assert _tables(old) == _tables(settings.warehouse)
