@@ -17,6 +17,7 @@ from pathlib import Path
 from test_review import BED, PARTITIONS, _by_id, deliver, night, world
 
 from pipeline import backfill_local
+from pipeline.audit import backup
 from storage.warehouse import open_warehouse, warehouse_session
 
 ROW_GROUPS = (
@@ -61,6 +62,20 @@ def test_a_night_merges_no_row_groups_and_the_next_other_writer_does(tmp_path: P
     merged = _row_groups(settings.warehouse)
     assert merged < left
     with open_warehouse(settings.warehouse, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM thinned").fetchone() == (192_000,)
+
+
+def test_a_backup_merges_what_nights_left(tmp_path: Path) -> None:
+    """Nights alone never merge; the backup an operator takes does (operations.md, Backups),
+    and the copy holds every row."""
+    settings = world(tmp_path)
+    deliver(settings, 0, [_by_id("M1", BED, "2026-01-05", "2026-01-08")])
+    night(settings)
+    left = _thin_without_merging(settings.warehouse)
+    taken = backup(settings, tmp_path / "backup")
+    assert _row_groups(settings.warehouse) < left
+    assert _row_groups(taken.folder / "warehouse.duckdb") < left
+    with open_warehouse(taken.folder / "warehouse.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*) FROM thinned").fetchone() == (192_000,)
 
 
