@@ -1,6 +1,9 @@
-"""Sample values the tests share: a valid identity number and a valid discharge row."""
+"""Sample values the tests share: a valid identity number, a valid discharge row, and a table
+as an earlier migration made it."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from stdnum.cn import ric
 
@@ -36,3 +39,14 @@ def discharge_row(sid: str = "S1", **values: str) -> dict[str, str]:
         "settled_at": "2026-11-12T10:30:00+08:00",
     }
     return base | values
+
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "storage" / "migrations"
+
+
+def table_as_made(migration: str, table: str, as_name: str) -> str:
+    """The ``CREATE TABLE`` of ``table`` as ``migration`` (a file of storage/migrations) made it,
+    creating ``as_name`` instead: how a test puts a warehouse back to before a later migration."""
+    sql = (MIGRATIONS / migration).read_text()
+    start = sql.index(f"CREATE TABLE {table} (")
+    return sql[start : sql.index(";", start) + 1].replace(f"{table} (", f"{as_name} (", 1)

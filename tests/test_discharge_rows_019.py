@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+from samples import table_as_made
 from test_instruction_grain import _night
 from test_night_scope import CROSSING, FIRST_NIGHT, check_equals_full_recompute, play
 from test_stay_grain import _correct_a1
@@ -21,9 +22,6 @@ from test_stay_grain import _correct_a1
 from pipeline import run_local
 from storage.staging import CONTENT_MD5
 from storage.warehouse import open_warehouse
-
-PROJECT = Path(__file__).resolve().parents[1]
-MIGRATIONS = PROJECT / "storage" / "migrations"
 
 # The row hash as it was before 019: the values as one JSON object.
 OLD_MD5 = (
@@ -46,11 +44,7 @@ RAW_COMPRESSION = (
 
 def _as_before_019(path: Path) -> None:
     """Put ``discharge_rows`` back as 001 made it, hashed as before 019, its rows in order."""
-    sql = (MIGRATIONS / "001_foundation.sql").read_text()
-    start = sql.index("CREATE TABLE discharge_rows (")
-    create = sql[start : sql.index(";", start) + 1].replace(
-        "discharge_rows (", "discharge_rows_old (", 1
-    )
+    create = table_as_made("001_foundation.sql", "discharge_rows", "discharge_rows_old")
     with open_warehouse(path) as con:
         con.execute(create)
         con.execute(

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from samples import table_as_made
 from test_night_scope import (
     CROSSING,
     FIRST_NIGHT,
@@ -29,9 +30,6 @@ from pipeline.write import commit
 from storage import audit
 from storage.ledger import BatchAlreadyIssued
 from storage.warehouse import open_warehouse
-
-PROJECT = Path(__file__).resolve().parents[1]
-MIGRATIONS = PROJECT / "storage" / "migrations"
 
 INSTRUCTIONS = "SELECT * FROM payment_instructions ORDER BY ALL"
 OUTCOMES = "SELECT * FROM stay_outcomes ORDER BY ALL"
@@ -53,11 +51,7 @@ KEYED = (
 def _as_before_014(path: Path) -> None:
     """Put the warehouse back as 013 left it: the instructions' table as 003 made it (with its
     key), the outcomes without their member key, the rows as they were."""
-    sql = (MIGRATIONS / "003_money.sql").read_text()
-    start = sql.index("CREATE TABLE payment_instructions (")
-    create = sql[start : sql.index(";", start) + 1].replace(
-        "payment_instructions (", "instructions_013 (", 1
-    )
+    create = table_as_made("003_money.sql", "payment_instructions", "instructions_013")
     with open_warehouse(path) as con:
         con.execute(create)
         con.execute(

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from samples import table_as_made
 from test_instruction_grain import _money, _night
 from test_night_scope import (
     CROSSING,
@@ -34,9 +35,6 @@ from storage import audit
 from storage.staging import StayKeyHeld
 from storage.warehouse import open_warehouse
 
-PROJECT = Path(__file__).resolve().parents[1]
-MIGRATIONS = PROJECT / "storage" / "migrations"
-
 STAYS = "SELECT * FROM stays ORDER BY ALL"
 KEYED = (
     "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'stays' "
@@ -46,9 +44,7 @@ KEYED = (
 
 def _as_before_015(path: Path) -> None:
     """Put ``stays`` back as 001 made it (with its key), its rows as they were."""
-    sql = (MIGRATIONS / "001_foundation.sql").read_text()
-    start = sql.index("CREATE TABLE stays (")
-    create = sql[start : sql.index(";", start) + 1].replace("stays (", "stays_014 (", 1)
+    create = table_as_made("001_foundation.sql", "stays", "stays_014")
     with open_warehouse(path) as con:
         con.execute(create)
         con.execute("INSERT INTO stays_014 SELECT * FROM stays ORDER BY rowid")
