@@ -86,6 +86,7 @@ def _verify(con: Connection, disk: list[audit.BatchOnDisk]) -> Verified:
     result.findings += audit.instruction_grain(con)
     result.findings += audit.stay_grain(con)
     result.findings += audit.outcome_amounts(con)
+    result.findings += audit.recovery_plans(con)
     result.findings += audit.batch_findings(con, disk)
     row = con.execute(
         "SELECT (SELECT count(*) FROM ledger_entries), "

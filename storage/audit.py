@@ -12,6 +12,9 @@ The checks run on a read-only connection and write only temporary tables.
   index since migration 014; ``storage.ledger.post`` keeps the grain);
 - ``stay_grain``: one ``stays`` row per stay (the table has no key index since migration 015;
   ``storage.staging`` keeps the grain);
+- ``outcome_amounts``: each outcome's carried raw amounts equal its plan targets';
+- ``recovery_plan``: what each plan recovered from each member equals the ledger's recoveries,
+  and each recovery balance is shown under the plan they give (migration 021);
 - ``seal_chain``: every run's entries still give its seal, and each seal links to the previous;
 - the batch checks, against what ``outbox.audit`` found on disk (``batch_findings``).
 """
@@ -28,6 +31,7 @@ import duckdb
 from config.masking import mask_id
 from storage.adjudication import adjudicate
 from storage.batches import PAYMENT_COLUMNS
+from storage.ledger import PLAN_OF
 from storage.seals import GENESIS, LINES
 from storage.sql import run_script
 from storage.warehouse import _migrations, settle
@@ -297,6 +301,69 @@ def outcome_amounts(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             "the next run would start an annual cap from a wrong sum: do not run; if the seal "
             "chain is intact, the carried amounts alone drifted (rebuild them from the targets: "
             "migration 016's INSERT); otherwise " + RESTORE,
+        )
+
+    return _capped(rows, int(total[0]) if total else 0, make)
+
+
+def recovery_plans(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """What each plan recovered from each member (``member_plan_recoveries``) equals the
+    ledger's recoveries, and each recovery balance's plan is the one they give (migration 021).
+    One grouped read of the ledger's negative entries."""
+    query = f"""
+        WITH l AS (
+            SELECT national_id, plan_code, -sum(amount_fen)::BIGINT AS recovered_fen
+            FROM ledger_entries WHERE amount_fen < 0 GROUP BY ALL
+        ), k AS (
+            SELECT national_id, plan_code, count(*) AS n, sum(recovered_fen)::BIGINT AS fen
+            FROM member_plan_recoveries GROUP BY ALL
+        ), plans AS (
+            SELECT national_id, {PLAN_OF} AS plan_code
+            FROM l SEMI JOIN recovery_balances USING (national_id) GROUP BY ALL
+        )
+        SELECT national_id, plan_code, l.recovered_fen, k.fen, k.n, NULL, NULL
+        FROM l FULL JOIN k USING (national_id, plan_code)
+        WHERE l.recovered_fen IS DISTINCT FROM k.fen OR k.n > 1
+        UNION ALL
+        SELECT national_id, NULL, NULL, NULL, NULL, coalesce(b.plan_code, ''),
+               coalesce(p.plan_code, '')
+        FROM recovery_balances b LEFT JOIN plans p USING (national_id)
+        WHERE b.plan_code IS DISTINCT FROM p.plan_code
+    """
+    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+
+    def make(
+        nid: str,
+        plan: str | None,
+        ledger: int | None,
+        kept: int | None,
+        n: int | None,
+        shown: str | None,
+        want: str | None,
+    ) -> Finding:
+        if plan is None:
+            subject = f"member {mask_id(nid)}"
+            detail = (
+                f"the balance is shown under plan {shown or '(none)'}; the ledger's recoveries "
+                f"give {want or '(none)'}"
+            )
+        else:
+            subject = f"member {mask_id(nid)} plan {plan}"
+            if n is not None and n > 1:
+                detail = f"{n} rows of what the plan recovered from the member"
+            else:
+                detail = (
+                    f"kept as recovered {fen_to_yuan(kept or 0)} ≠ the ledger's recoveries "
+                    f"{fen_to_yuan(ledger or 0)}"
+                )
+        return Finding(
+            "recovery_plan",
+            subject,
+            detail,
+            "no money depends on it (the morning report shows the balance under a wrong plan, "
+            "and later nights keep it wrong): if the seal chain is intact, rebuild both from "
+            "the ledger (migration 021's statements); otherwise " + RESTORE,
         )
 
     return _capped(rows, int(total[0]) if total else 0, make)
@@ -586,8 +653,16 @@ FROM taken t JOIN disk_batches d USING (batch_id) GROUP BY t.batch_id, d.m_seal;
 
 -- Paid by a run this warehouse no longer has: owed against the entries the next run posts
 -- again, so that the identity holds now and nothing is paid twice.
-INSERT INTO recovery_balances
-SELECT national_id, sum(amount_fen)::BIGINT FROM taken GROUP BY ALL
+-- A new balance is shown under the plan that recovered most from its member (migration 021);
+-- taking a batch back recovers nothing, so a balance that exists keeps its plan.
+INSERT INTO recovery_balances (national_id, recovery_due_fen, plan_code)
+SELECT t.national_id, t.fen, p.plan_code
+FROM (SELECT national_id, sum(amount_fen)::BIGINT AS fen FROM taken GROUP BY ALL) t
+LEFT JOIN (
+    SELECT national_id, {PLAN_OF} AS plan_code
+    FROM member_plan_recoveries WHERE national_id IN (SELECT national_id FROM taken)
+    GROUP BY ALL
+) p USING (national_id)
 ON CONFLICT (national_id) DO UPDATE
 SET recovery_due_fen = recovery_balances.recovery_due_fen + excluded.recovery_due_fen;
 -- only balances that are not 0 are kept (migration 017): a payout held back may come to 0 here

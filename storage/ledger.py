@@ -81,7 +81,11 @@ WHERE rowid IN (
 INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
 """
 
-INSTRUCTIONS_SQL = """
+# The plan a member's recovery balance is shown under (the morning report): the plan that
+# recovered most from the member, the smallest code on a tie (migration 021).
+PLAN_OF = "first(plan_code ORDER BY recovered_fen DESC, plan_code)"
+
+INSTRUCTIONS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE member_net AS
 SELECT *, CASE WHEN paid_out THEN 0 ELSE -net_fen END::BIGINT AS owed_after_fen
 FROM (
@@ -116,19 +120,60 @@ SELECT $batch_id || '-' || lpad(row_number() OVER (ORDER BY national_id)::VARCHA
 FROM member_net
 WHERE paid_out;
 
+-- What each plan recovered from each member (migration 021), moved by this run's recoveries:
+-- the morning shows a balance under the plan that recovered most from its member, kept beside
+-- the balance. Only the members with a recovery in this run, or a balance row this run makes,
+-- need their plan; their kept rows are read from the small table, not from the ledger.
+CREATE OR REPLACE TEMP TABLE run_recovered AS
+SELECT national_id, plan_code, -sum(amount_fen)::BIGINT AS recovered_fen
+FROM new_entries WHERE amount_fen < 0
+GROUP BY ALL;
+
+CREATE OR REPLACE TEMP TABLE recovered_before AS
+SELECT rowid AS recovered_rowid, national_id, plan_code, recovered_fen
+FROM member_plan_recoveries
+WHERE national_id IN (
+    SELECT national_id FROM run_recovered
+    UNION ALL
+    SELECT national_id FROM member_net WHERE NOT has_balance AND owed_after_fen <> 0);
+
+UPDATE member_plan_recoveries SET recovered_fen = b.recovered_fen + r.recovered_fen
+FROM recovered_before b JOIN run_recovered r USING (national_id, plan_code)
+WHERE member_plan_recoveries.rowid = b.recovered_rowid;
+INSERT INTO member_plan_recoveries
+SELECT * FROM run_recovered ANTI JOIN recovered_before USING (national_id, plan_code);
+
+-- The plan of each of those members after this run (NULL for none recovered, ever); the same
+-- rule as migration 021 and `claims verify`'s `recovery_plan`.
+CREATE OR REPLACE TEMP TABLE member_plan AS
+SELECT national_id, {PLAN_OF} AS plan_code
+FROM (
+    SELECT national_id, plan_code,
+           coalesce(b.recovered_fen, 0) + coalesce(r.recovered_fen, 0) AS recovered_fen
+    FROM recovered_before b FULL JOIN run_recovered r USING (national_id, plan_code)
+)
+GROUP BY ALL;
+
 -- What is not paid out is owed back (a payout with no payee on file is held as a negative
 -- balance and paid with the member's next payout). Only balances that are not 0 have a row
 -- (migration 017): a member without one owes nothing. Most members with entries are paid out
--- owing nothing before and after, and write nothing here; a balance that changes is found by
--- the row id ``member_net`` read it with, updated, or deleted when it comes to 0. A row of 0
--- for every member ever paid made the table, and every night's read of it, grow with history
--- (2.09 M rows after a year, 2,731 of them not 0).
-INSERT INTO recovery_balances
-SELECT national_id, owed_after_fen FROM member_net WHERE NOT has_balance AND owed_after_fen <> 0;
-UPDATE recovery_balances SET recovery_due_fen = m.owed_after_fen
-FROM member_net m
+-- owing nothing before and after, and write nothing here; a balance that changes, or whose
+-- plan a recovery of this run changes, is found by the row id ``member_net`` read it with,
+-- updated, or deleted when it comes to 0. A row of 0 for every member ever paid made the
+-- table, and every night's read of it, grow with history (2.09 M rows after a year, 2,731 of
+-- them not 0).
+INSERT INTO recovery_balances (national_id, recovery_due_fen, plan_code)
+SELECT m.national_id, m.owed_after_fen, p.plan_code
+FROM member_net m LEFT JOIN member_plan p USING (national_id)
+WHERE NOT m.has_balance AND m.owed_after_fen <> 0;
+UPDATE recovery_balances
+SET recovery_due_fen = m.owed_after_fen,
+    plan_code = coalesce(m.plan_code, recovery_balances.plan_code)
+FROM (SELECT * FROM member_net LEFT JOIN member_plan USING (national_id)) m
 WHERE recovery_balances.rowid = m.balance_rowid
-  AND m.has_balance AND m.owed_after_fen <> m.owed_before_fen AND m.owed_after_fen <> 0;
+  AND m.has_balance AND m.owed_after_fen <> 0
+  AND (m.owed_after_fen <> m.owed_before_fen
+       OR m.plan_code IS DISTINCT FROM recovery_balances.plan_code AND m.plan_code IS NOT NULL);
 DELETE FROM recovery_balances
 WHERE rowid IN (SELECT balance_rowid FROM member_net WHERE has_balance AND owed_after_fen = 0);
 """

@@ -54,19 +54,12 @@ def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
         "SELECT count(*) FROM stay_outcomes WHERE status = 'unmatched'"
     ).fetchone()
     # A member's recovery due is one balance across plans; it is shown under the plan that
-    # recovered most from that member, so that the plans add up to the total.
+    # recovered most from that member (kept beside the balance, migration 021), so that the
+    # plans add up to the total.
     outstanding = con.execute(
         """
-        WITH owed AS (SELECT national_id, recovery_due_fen FROM recovery_balances
-                      WHERE recovery_due_fen > 0),
-        plan_of AS (
-            SELECT national_id, arg_min(plan_code, recovered) AS plan_code
-            FROM (SELECT national_id, plan_code, sum(amount_fen) AS recovered
-                  FROM ledger_entries SEMI JOIN owed USING (national_id)
-                  WHERE amount_fen < 0 GROUP BY ALL)
-            GROUP BY ALL)
-        SELECT coalesce(p.plan_code, 'unknown'), count(*), sum(o.recovery_due_fen)
-        FROM owed o LEFT JOIN plan_of p USING (national_id)
+        SELECT coalesce(plan_code, 'unknown'), count(*), sum(recovery_due_fen)
+        FROM recovery_balances WHERE recovery_due_fen > 0
         GROUP BY ALL ORDER BY 1
         """
     ).fetchall()

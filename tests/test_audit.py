@@ -256,7 +256,8 @@ def _recovery_by_hand(settings: Settings) -> str:
     (nid,) = sql(settings, "SELECT min(national_id) FROM ledger_entries")[0]
     sql(
         settings,
-        "INSERT INTO recovery_balances VALUES (?, 500) ON CONFLICT (national_id) DO UPDATE "
+        "INSERT INTO recovery_balances (national_id, recovery_due_fen) VALUES (?, 500) "
+        "ON CONFLICT (national_id) DO UPDATE "
         "SET recovery_due_fen = recovery_balances.recovery_due_fen + 500",
         [nid],
     )

@@ -270,9 +270,11 @@ def test_migration_017_drops_the_rows_of_0_and_no_figure(tmp_path: Path) -> None
     con = duckdb.connect(str(settings.warehouse))
     try:
         con.execute(
-            "INSERT INTO recovery_balances SELECT DISTINCT national_id, 0 FROM payment_instructions"
+            "INSERT INTO recovery_balances (national_id, recovery_due_fen) "
+            "SELECT DISTINCT national_id, 0 FROM payment_instructions"
         )
-        con.execute("DELETE FROM schema_migrations WHERE version = 17")
+        # 017 again, and 021 after it (which keeps each balance's plan)
+        con.execute("DELETE FROM schema_migrations WHERE version IN (17, 21)")
         before = con.execute("SELECT * FROM member_accounts ORDER BY ALL").fetchall()
         paid = con.execute("SELECT count(*) FROM recovery_balances").fetchone()
     finally:

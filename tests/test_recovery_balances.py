@@ -93,7 +93,7 @@ def _as_before_016(path: Path) -> None:
     with open_warehouse(path) as con:
         con.execute("ALTER TABLE stay_outcomes DROP COLUMN raw_by_plan")
         con.execute(
-            "INSERT INTO recovery_balances "
+            "INSERT INTO recovery_balances (national_id, recovery_due_fen) "
             "SELECT DISTINCT national_id, 0 FROM ledger_entries "
             "WHERE national_id NOT IN (SELECT national_id FROM recovery_balances)"
         )
