@@ -14,6 +14,9 @@ Then:
 (c) for every member, the payment files in the outbox minus what they owe equal their ledger
     sum and their targets;
 (d) every batch file matches its manifest, in the contract's format.
+(e) after every run, what each plan recovered from each member and the plan each recovery
+    balance is shown under (migration 021) equal a reading of the ledger, and so do the
+    morning's outstanding recoveries by plan.
 
 Every run costs a second or two, so the examples are few and small; an explicit example makes
 sure each feature of a schedule is exercised on every run of the suite.
@@ -43,6 +46,7 @@ import polars as pl
 from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 from stdnum.cn import ric
+from test_recovery_plans import kept, ledger_reading, morning_by_plan
 
 import synth
 from config.settings import REFERENCE_DIR, Settings
@@ -366,12 +370,21 @@ def run_schedule(settings: Settings, scenario: Scenario, schedule: list[tuple[An
         if result is None:
             continue  # nothing to re-deliver or re-run yet
         assert not result.failed, result.errors
+        check_recovery_plans(settings, result)
         if again:
             # (b) Running anything twice posts nothing the second time.
             before = money_state(settings)
             repeat = do()
             assert repeat is not None and repeat.entries == 0 and repeat.batch_id is None
             assert money_state(settings) == before
+
+
+def check_recovery_plans(settings: Settings, result: CommitResult) -> None:
+    """After every run: what each plan recovered from each member and the plan each balance is
+    shown under (migration 021) equal a reading of the ledger, and so does the morning's
+    outstanding recoveries by plan."""
+    assert kept(settings) == ledger_reading(settings)
+    assert result.waiting["recoveries_by_plan"] == morning_by_plan(settings)
 
 
 # ---------------------------------------------------------------------------------------------
