@@ -105,7 +105,7 @@ def commit(
         moved = morning.reconciliation(con)
         result.recovery_carried_fen = moved["carried_forward_fen"]
         result.recovery_netted_fen = moved["netted_fen"]
-        result.waiting = morning.waiting(con, at)
+        result.waiting = morning.waiting(con, at, result.stays_by_status)
         runs.record_run(
             con,
             run_id=plan.run_id,

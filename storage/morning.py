@@ -35,8 +35,12 @@ def reconciliation(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {"carried_forward_fen": carried, "netted_fen": netted}
 
 
-def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
-    """What waits for a person after this run."""
+def waiting(
+    con: duckdb.DuckDBPyConnection, at: datetime, stays_by_status: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """What waits for a person after this run. ``stays_by_status``, when the caller has counted
+    the outcomes by status in the same transaction, gives the unmatched stays without another
+    scan of every outcome."""
     # items this run opened carry its transaction's timestamp (now() is the transaction start)
     opened = con.execute("SELECT count(*) FROM review_items WHERE opened_at = now()").fetchone()
     # one pass over the queue (a view over every stay's outcome): per reason, then summed
@@ -50,9 +54,12 @@ def waiting(con: duckdb.DuckDBPyConnection, at: datetime) -> dict[str, Any]:
         min(opened_times) if opened_times else None,
         sum(int(r[3]) for r in by_reason),
     )
-    unmatched = con.execute(
-        "SELECT count(*) FROM stay_outcomes WHERE status = 'unmatched'"
-    ).fetchone()
+    if stays_by_status is not None:
+        unmatched: Any = (stays_by_status.get("unmatched", 0),)
+    else:
+        unmatched = con.execute(
+            "SELECT count(*) FROM stay_outcomes WHERE status = 'unmatched'"
+        ).fetchone()
     # A member's recovery due is one balance across plans; it is shown under the plan that
     # recovered most from that member (kept beside the balance, migration 021), so that the
     # plans add up to the total.

@@ -469,10 +469,11 @@ def _replace_rows(
         WHERE partition_key IN (SELECT partition_key FROM accepted_keys)
         """
     )
-    con.execute(
-        "DELETE FROM discharge_rows "
-        "WHERE partition_key IN (SELECT partition_key FROM accepted_keys)"
-    )
+    if old and old[0]:  # else nothing to delete: no second scan of every row's partition key
+        con.execute(
+            "DELETE FROM discharge_rows "
+            "WHERE partition_key IN (SELECT partition_key FROM accepted_keys)"
+        )
     con.execute(
         "DELETE FROM quarantine WHERE kind = ? AND derived "
         "AND partition_key IN (SELECT partition_key FROM accepted_keys)",
