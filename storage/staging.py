@@ -449,11 +449,22 @@ def _replace_rows(
     )
     # Stays whose rows change: the old contents' and the new ones'. A night's partitions are
     # new: whether any old contents exist is one narrow look (the partition key), and only then
-    # are their stays read (a scan of every row's stay key on a year's warehouse).
-    old = con.execute(
-        "SELECT count(*) FROM discharge_rows "
-        "WHERE partition_key IN (SELECT partition_key FROM accepted_keys)"
+    # are their stays read (a scan of every row's stay key on a year's warehouse). A partition's
+    # rows are only ever written below, with its state, so a partition without a state row has
+    # none, and the look (every row's partition key) is skipped.
+    known = con.execute(
+        "SELECT count(*) FROM partition_state WHERE kind = ? "
+        "AND partition_key IN (SELECT partition_key FROM accepted_keys)",
+        [DISCHARGES],
     ).fetchone()
+    old = (
+        con.execute(
+            "SELECT count(*) FROM discharge_rows "
+            "WHERE partition_key IN (SELECT partition_key FROM accepted_keys)"
+        ).fetchone()
+        if known and known[0]
+        else (0,)
+    )
     if old and old[0]:
         con.execute(
             """
