@@ -450,10 +450,11 @@ def _replace_rows(
     # Stays whose rows change: the old contents' and the new ones'. A night's partitions are
     # new: whether any old contents exist is one narrow look (the partition key), and only then
     # are their stays read (a scan of every row's stay key on a year's warehouse). A partition's
-    # rows are only ever written below, with its state, so a partition without a state row has
-    # none, and the look (every row's partition key) is skipped.
+    # rows are only ever written below, with a state whose ``applied_hash`` is set (and never
+    # unset: only a success sets it), so a partition whose state has none has no rows (a new one
+    # is only ``running``), and the look (every row's partition key) is skipped.
     known = con.execute(
-        "SELECT count(*) FROM partition_state WHERE kind = ? "
+        "SELECT count(*) FROM partition_state WHERE kind = ? AND applied_hash IS NOT NULL "
         "AND partition_key IN (SELECT partition_key FROM accepted_keys)",
         [DISCHARGES],
     ).fetchone()
