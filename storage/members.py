@@ -26,12 +26,12 @@ _ENROLMENT_COLUMNS = (
     "enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code, "
     "coverage_start, coverage_end, payee_account"
 )
-# The chains' starts are computed before the insert (``chain_starts``), so the enrolments are
+# The chains' starts are computed before the insert (``derive``), so the enrolments are
 # the staged rows as they are: one scan, no window, no sort in DuckDB.
 _CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start FROM staged_enrollments"
 
 # A person's attributes come from their latest enrolment (by coverage_start, then
-# enrollment_id), flagged ``latest`` before the insert (``latest_rows``): the members are the
+# enrollment_id), flagged ``latest`` before the insert (``derive``): the members are the
 # staged rows so flagged, one filtered scan of the rows in memory (as Arrow), no grouping. Read
 # from the staged rows, not from the enrolments just inserted: a second read of a table
 # written in the same transaction costs twice as much.
@@ -42,35 +42,24 @@ FROM staged_enrollments WHERE latest
 
 
 def repeat_flags(rows: pa.Table) -> pa.Table:
-    """The staged rows with two flags: ``several_person`` (its ``national_id`` is on another
-    row too) and ``several_pair`` (so is its (``national_id``, ``plan_code``)).
+    """The staged rows with ``several_person``: its ``national_id`` is on another row too.
 
-    Found once, from 64-bit hashes sorted in polars, instead of by a grouping and two hash
-    joins inside each of the two statements: equal values have equal hashes, so a row that
-    shares its person or pair is always flagged; a collision can only flag a row that does
-    not, which the statements above handle alike. Measured at 10 M enrolments (ADR 0015):
-    ~1.3 CPU s here against ~4 saved in the two statements.
+    Found from 64-bit hashes sorted in polars: equal values have equal hashes, so a row that
+    shares its person is always flagged; a collision can only flag a row that does not, which
+    ``derive`` handles alike (such a row is its person's only row: latest, its own chain).
     """
     import polars as pl  # the load's alone: the night's imports stay as they are
 
-    keys = pl.from_arrow(rows.select(["national_id", "plan_code"]))
+    keys = pl.from_arrow(rows.select(["national_id"]))
     assert isinstance(keys, pl.DataFrame)
-    person = pl.col("national_id").hash()
-    hashes = keys.select(
-        several_person=person,
-        # XOR of the two hashes keeps equal pairs equal (a collision only flags more rows).
-        several_pair=person.xor(pl.col("plan_code").hash(seed=1)),
-    )
+    column = keys.get_column("national_id").hash()
     del keys
     # A hash that repeats is found next to itself once sorted; the rows holding one of those
     # are flagged. Sorting 10 M hashes and one set lookup per row cost ~0.6 CPU s, polars'
-    # ``is_duplicated`` (a hash table of counts) ~1.0.
-    for name in ("several_person", "several_pair"):
-        column = hashes.get_column(name)
-        ordered = column.sort()
-        repeated = ordered.filter(ordered == ordered.shift(1))
-        rows = rows.append_column(name, column.is_in(repeated).alias(name).to_arrow())
-    return rows
+    # ``is_duplicated`` (a hash table of counts) ~1.0 (ADR 0015).
+    ordered = column.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    return rows.append_column("several_person", column.is_in(repeated).to_arrow())
 
 
 # Gaps and islands per (person, plan): an enrolment continues the chain when it starts no later
@@ -85,124 +74,136 @@ _RUN_SPAN = 1 << 22
 _OPEN_END = 2_932_896  # 9999-12-31 as days since 1970-01-01
 
 
-def chain_starts(rows: pa.Table) -> pa.Table:
-    """The staged rows (with ``repeat_flags``) with ``chain_start``, the first day of the
-    enrolment's chain (benefits.md, *Coverage*).
+def derive(rows: pa.Table) -> pa.Table:
+    """The staged rows (with ``repeat_flags``) with what the load derives from them:
+    ``chain_start``, the first day of the enrolment's chain (benefits.md, *Coverage*), and
+    ``latest``, the row is its person's latest enrolment by ``coverage_start`` then
+    ``enrollment_id`` (benefits.md, *Matching*: the members are these rows).
 
-    A pair with a single enrolment is its own chain: its start. Only the rows flagged
-    ``several_pair`` (~a quarter at full scale) are sorted, by the pair's 64-bit hash and the
-    start: sorting on the hash instead of the two strings costs a third (measured at 10 M
-    enrolments, ADR 0018). A hash shared by two pairs would interleave their rows; it is
-    detected (a run of one hash holding two pairs) and those rows are sorted by the strings
-    themselves, so the result never depends on the hash. Rows of one pair starting the same
-    day need no order between them: whichever comes first, the later ones start within the
-    first one's coverage, so none of them opens a chain the other would not.
+    A person with one enrolment has it as the latest and as its own chain. Only the rows
+    flagged ``several_person`` (about half at full scale) are sorted, once, by the person's
+    64-bit hash, the start and the id, carrying numbers only (gathering strings after a sort
+    cost more than the sort): the last row of a person's run is the latest, and a stable sort
+    of the runs by plan puts each (person, plan)'s rows together, still by start, for the
+    chains. One sort for both, instead of a sort of the repeated pairs for the chains and a
+    grouping with ``max_by`` in DuckDB for the members (measured at 10 M enrolments, ADR 0021).
     """
     import polars as pl  # the load's alone
 
     frame = pl.from_arrow(
-        rows.select(["national_id", "plan_code", "coverage_start", "coverage_end", "several_pair"])
+        rows.select(
+            [
+                "national_id",
+                "plan_code",
+                "coverage_start",
+                "coverage_end",
+                "enrollment_id",
+                "several_person",
+            ]
+        )
     )
     assert isinstance(frame, pl.DataFrame)
-    starts = _chain_starts(
-        frame, pl.col("national_id").hash().xor(pl.col("plan_code").hash(seed=1))
+    nid, plan = pl.col("national_id"), pl.col("plan_code")
+    chain_start, latest = _derive(
+        frame, (nid.hash(), nid.hash(seed=2)), (plan.hash(seed=1), plan.hash(seed=3))
     )
-    return rows.append_column("chain_start", starts.to_arrow())
+    del frame
+    return rows.append_column("chain_start", chain_start.to_arrow()).append_column(
+        "latest", latest.to_arrow()
+    )
 
 
-def _chain_starts(frame: pl.DataFrame, pair: pl.Expr) -> pl.Series:
-    """``chain_start`` for every row of ``frame``; ``pair``: a 64-bit key of the (person,
-    plan), equal for equal pairs (a test gives one that collides)."""
+def _derive(
+    frame: pl.DataFrame, person: tuple[pl.Expr, pl.Expr], plan: tuple[pl.Expr, pl.Expr]
+) -> tuple[pl.Series, pl.Series]:
+    """(``chain_start``, ``latest``) for every row of ``frame``.
+
+    ``person`` and ``plan``: each a 64-bit key that orders the rows and a second, independent
+    one that checks it, both equal for equal values (a test gives keys that collide). Two
+    people sharing the first key are found next to each other with different second keys
+    (for 64-bit hashes ~1e-6 a snapshot, and both colliding ~1e-25): those rows are then sorted
+    by the strings themselves; likewise two plans of one person.
+    """
     import polars as pl
 
     several = (
         frame.with_row_index("row")
-        .filter(pl.col("several_pair"))
-        .with_columns(pair=pair)
-        .sort(["pair", "coverage_start"])
+        .filter(pl.col("several_person"))
+        .select(
+            "row",
+            "coverage_start",
+            "enrollment_id",
+            person=person[0],
+            check=person[1],
+            plan=plan[0],
+            plan_check=plan[1],
+        )
+        .sort(["person", "coverage_start", "enrollment_id"])
     )
-    nid, plan, key = pl.col("national_id"), pl.col("plan_code"), pl.col("pair")
-    same_key = (nid == nid.shift(1)) & (plan == plan.shift(1))
-    collided = several.select(((key == key.shift(1)) & ~same_key).any()).item()
-    if collided:  # two pairs share a hash (odds ~1e-7 a snapshot): the strings decide
-        several = several.sort(["national_id", "plan_code", "coverage_start"])
-        first = ~same_key.fill_null(False)
-    else:
-        first = (key != key.shift(1)).fill_null(True)
+    key, check = pl.col("person"), pl.col("check")
+    if several.select(((key == key.shift(1)) & (check != check.shift(1))).any()).item():
+        # two people share the key: the strings decide
+        nid = frame.get_column("national_id").gather(several.get_column("row"))
+        several = (
+            several.with_columns(national_id=nid)
+            .sort(["national_id", "coverage_start", "enrollment_id"])
+            .with_columns(person=pl.col("national_id").rank("dense").cast(pl.UInt64))
+        )
+    several = several.drop("enrollment_id", "check")
+    # Each person's run numbered; its last row is the latest.
+    run = ((key != key.shift(1)).fill_null(True)).cum_sum().cast(pl.UInt64)
+    several = several.with_columns(run=run)
+    run_no = pl.col("run")
+    latest = several.select("row", (run_no != run_no.shift(-1)).fill_null(True).alias("latest"))
+    # The pairs: each run's rows by plan (the run's number above the plan key's top 32 bits),
+    # a stable sort that keeps each pair's rows in their order by start.
+    pairs = several.select(
+        "row",
+        "coverage_start",
+        "plan_check",
+        pair=(run_no * (1 << 32)) | (pl.col("plan") // (1 << 32)),
+    ).sort("pair", maintain_order=True)
+    del several
+    pair, plan_check = pl.col("pair"), pl.col("plan_check")
+    first = (pair != pair.shift(1)).fill_null(True)
+    if pairs.select(((pair == pair.shift(1)) & (plan_check != plan_check.shift(1))).any()).item():
+        # two plans of one person share the key's bits: the strings decide
+        code = frame.get_column("plan_code").gather(pairs.get_column("row"))
+        pairs = pairs.with_columns(run=pair // (1 << 32), plan_code=code).sort(
+            ["run", "plan_code"], maintain_order=True
+        )
+        run_of, plan_of = pl.col("run"), pl.col("plan_code")
+        first = ((run_of != run_of.shift(1)) | (plan_of != plan_of.shift(1))).fill_null(True)
+    ends = frame.get_column("coverage_end").gather(pairs.get_column("row"))
     start = pl.col("coverage_start").cast(pl.Int64) + _DAY_SHIFT
     end = pl.col("coverage_end").cast(pl.Int64).fill_null(_OPEN_END) + _DAY_SHIFT
-    runs = several.select(
-        "row",
-        start.alias("start"),
-        end.alias("end"),
-        first.alias("first"),
-    ).with_columns(lift=pl.col("first").cum_sum().cast(pl.Int64) * _RUN_SPAN)
-    del several
+    runs = (
+        pairs.with_columns(coverage_end=ends)
+        .select("row", start.alias("start"), end.alias("end"), first.alias("first"))
+        .with_columns(lift=pl.col("first").cum_sum().cast(pl.Int64) * _RUN_SPAN)
+    )
+    del pairs
     lift = pl.col("lift")
     # The latest end of the pair's earlier rows; on a pair's first row it is the previous
     # pair's (below this pair's lift): the first row opens its chain anyway.
     covered_until = (lift + pl.col("end")).cum_max().shift(1) - lift
-    opens = pl.col("first") | (pl.col("start") > covered_until + 1)
-    chain = (lift + pl.when(opens).then(pl.col("start")).otherwise(0)).cum_max() - lift
+    chain_opens = pl.col("first") | (pl.col("start") > covered_until + 1)
+    chain = (lift + pl.when(chain_opens).then(pl.col("start")).otherwise(0)).cum_max() - lift
     found = runs.select(
         "row", (chain - _DAY_SHIFT).cast(pl.Int32).cast(pl.Date).alias("chain_start")
     )
-    return (
+    chain_start = (
         frame.get_column("coverage_start")
         .scatter(found.get_column("row"), found.get_column("chain_start"))
         .alias("chain_start")
     )
-
-
-def latest_rows(rows: pa.Table) -> pa.Table:
-    """The staged rows (with ``repeat_flags``) with ``latest``: the row is its person's latest
-    enrolment, by ``coverage_start`` then ``enrollment_id`` (benefits.md, *Matching*).
-
-    A person with one enrolment has it as the latest. Only the rows flagged ``several_person``
-    (about half at full scale) are sorted, by the person's 64-bit hash, the start and the id,
-    and the last row of each person's run is the latest: one sort in polars instead of a
-    grouping with ``max_by`` in DuckDB, and the members' insert a filtered scan (measured at
-    10 M enrolments, ADR 0021). A hash shared by two people would put their rows in one run;
-    it is detected (a run of one hash holding two people) and those rows are sorted by the
-    strings themselves, so the result never depends on the hash.
-    """
-    import polars as pl  # the load's alone
-
-    frame = pl.from_arrow(
-        rows.select(["national_id", "coverage_start", "enrollment_id", "several_person"])
-    )
-    assert isinstance(frame, pl.DataFrame)
-    latest = _latest(frame, pl.col("national_id").hash())
-    return rows.append_column("latest", latest.to_arrow())
-
-
-def _latest(frame: pl.DataFrame, person: pl.Expr) -> pl.Series:
-    """``latest`` for every row of ``frame``; ``person``: a 64-bit key of the person, equal for
-    equal people (a test gives one that collides)."""
-    import polars as pl
-
-    order = ["coverage_start", "enrollment_id"]
-    several = (
-        frame.with_row_index("row")
-        .filter(pl.col("several_person"))
-        .with_columns(person=person)
-        .sort(["person", *order])
-    )
-    nid, key = pl.col("national_id"), pl.col("person")
-    collided = several.select(((key == key.shift(1)) & (nid != nid.shift(1))).any()).item()
-    if collided:  # two people share a hash (odds ~1e-6 a snapshot): the strings decide
-        several = several.sort(["national_id", *order])
-        last = (nid != nid.shift(-1)).fill_null(True)
-    else:
-        last = (key != key.shift(-1)).fill_null(True)
-    found = several.select("row", last.alias("latest"))
-    del several
-    return (
+    is_latest = (
         frame.get_column("several_person")
         .not_()
-        .scatter(found.get_column("row"), found.get_column("latest"))
+        .scatter(latest.get_column("row"), latest.get_column("latest"))
         .alias("latest")
     )
+    return chain_start, is_latest
 
 
 # The people a new snapshot changes (a diff against the snapshot in effect, before it is
@@ -284,7 +285,7 @@ def load_snapshot(
     run_id: str,
 ) -> int:
     """Replace enrolment with the staged snapshot's slices (inside the transaction)."""
-    rows = latest_rows(chain_starts(repeat_flags(staged_snapshot(staged))))
+    rows = derive(repeat_flags(staged_snapshot(staged)))
     con.register("staged_enrollments", rows)
     # The mapped slices are this process's memory too (~1.5 GB at 10 M enrolments, resident once
     # read), which DuckDB's cap does not count: for the load DuckDB gets the cap less their

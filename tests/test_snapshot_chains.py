@@ -1,4 +1,4 @@
-"""The snapshot load's chains and members, split by the staged rows' repeat flags, against a
+"""The snapshot load's chains and members, derived from the staged rows before the insert, against a
 plain Python reading of benefits.md (gaps and islands per (person, plan); a person's attributes
 from the enrolment with the latest coverage_start, ties by the greatest enrollment_id)."""
 
@@ -121,49 +121,72 @@ def test_repeat_flags_are_exact_counts(seed: int) -> None:
     ids = [
         rng.choice(["", "P1", "P2", "1", "11", "P1P2"]) + str(rng.randrange(30)) for _ in range(500)
     ]
-    plans = [rng.choice([*PLANS, ""]) for _ in ids]
-    table = pa.table({"national_id": ids, "plan_code": plans, "other": list(range(len(ids)))})
+    table = pa.table({"national_id": ids, "other": list(range(len(ids)))})
     flagged = repeat_flags(table)
-    people, pairs = Counter(ids), Counter(zip(ids, plans, strict=True))
+    people = Counter(ids)
     assert flagged.column("several_person").to_pylist() == [people[i] > 1 for i in ids]
-    assert flagged.column("several_pair").to_pylist() == [
-        pairs[p] > 1 for p in zip(ids, plans, strict=True)
-    ]
     assert flagged.column("other").to_pylist() == list(range(len(ids)))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_chain_starts_do_not_depend_on_the_pair_key(seed: int) -> None:
-    """The pairs' 64-bit key only orders the rows: a key shared by many pairs (here the plan's
-    alone, or one value for all) is found out and the strings decide, with the same starts."""
-    rng = random.Random(seed)
-    rows = _rows(rng, people=rng.choice([3, 30]), count=rng.randrange(1, 400))
-    pairs = Counter((r["national_id"], r["plan_code"]) for r in rows)
-    frame = pl.DataFrame(
+def _frame(rows: list[dict[str, object]], flag_everyone: bool) -> pl.DataFrame:
+    people = Counter(r["national_id"] for r in rows)
+    return pl.DataFrame(
         {
             "national_id": [r["national_id"] for r in rows],
             "plan_code": [r["plan_code"] for r in rows],
             "coverage_start": [r["coverage_start"] for r in rows],
             "coverage_end": [r["coverage_end"] for r in rows],
-            "several_pair": [pairs[(r["national_id"], r["plan_code"])] > 1 for r in rows],
+            "enrollment_id": [r["enrollment_id"] for r in rows],
+            # A collision can flag a person with one row: flagging everyone plays it.
+            "several_person": [flag_everyone or people[r["national_id"]] > 1 for r in rows],
         },
         schema_overrides={"coverage_end": pl.Date},
     )
-    expected = _chain_starts(rows)
-    for key in (pl.col("plan_code").hash(), pl.lit(7, pl.UInt64), pl.col("national_id").hash()):
-        starts = _chain_starts_of(frame, key)
-        assert dict(zip((r["enrollment_id"] for r in rows), starts, strict=True)) == expected
 
 
-def _chain_starts_of(frame: pl.DataFrame, key: pl.Expr) -> list[date]:
-    from storage.members import _chain_starts
+def _latest_ids(rows: list[dict[str, object]]) -> set[str]:
+    best: dict[object, tuple[object, object]] = {}
+    for r in rows:
+        key = (r["coverage_start"], r["enrollment_id"])
+        if r["national_id"] not in best or key > best[r["national_id"]]:  # type: ignore[operator]
+            best[r["national_id"]] = key
+    return {str(eid) for _, eid in best.values()}
 
-    return list(_chain_starts(frame, key).to_list())
+
+@pytest.mark.parametrize("seed", range(4))
+def test_chains_and_latest_do_not_depend_on_the_keys(seed: int) -> None:
+    """The 64-bit keys of people and plans only order the rows: a key shared by many people
+    (one value for all, or the plan's hash) or by a person's plans is found out and the strings
+    decide, with the same chain starts and the same latest rows."""
+    from storage.members import _derive
+
+    rng = random.Random(seed)
+    rows = _rows(rng, people=rng.choice([3, 30]), count=rng.randrange(1, 400))
+    # Same-day starts of one person: the id decides which is the latest.
+    for r in rows[: len(rows) // 5]:
+        r["coverage_start"] = date(2024, 3, 1)
+    expected_chains, expected_latest = _chain_starts(rows), _latest_ids(rows)
+    nid, plan = pl.col("national_id"), pl.col("plan_code")
+    # the first key of each pair orders, the second checks: colliding first keys are found out
+    person_keys = [(nid.hash(), nid.hash(seed=2)), (pl.lit(7, pl.UInt64), nid.hash(seed=2))]
+    person_keys.append((plan.hash(), nid.hash(seed=2)))
+    plan_keys = [(plan.hash(seed=1), plan.hash(seed=3)), (pl.lit(0, pl.UInt64), plan.hash(seed=3))]
+    plan_keys.append((nid.hash(), plan.hash(seed=3)))
+    for flag_everyone in (False, True):
+        frame = _frame(rows, flag_everyone)
+        for person in person_keys:
+            for plan in plan_keys:
+                starts, latest = _derive(frame, person, plan)
+                ids = [str(r["enrollment_id"]) for r in rows]
+                assert dict(zip(ids, starts.to_list(), strict=True)) == expected_chains
+                assert {i for i, x in zip(ids, latest.to_list(), strict=True) if x} == (
+                    expected_latest
+                )
 
 
 def test_chain_starts_at_the_ends_of_the_calendar() -> None:
     """Days from 0001-01-01 to 9999-12-31, open ends, a chain continued the day after an end."""
-    from storage.members import chain_starts, repeat_flags
+    from storage.members import derive, repeat_flags
 
     first, last = date(1, 1, 1), date(9999, 12, 31)
     table = pa.table(
@@ -172,6 +195,7 @@ def test_chain_starts_at_the_ends_of_the_calendar() -> None:
             "plan_code": ["P", "P", "P", "Q", "P", "P"],
             "coverage_start": [first, date(1, 1, 2), last, last, date(2024, 1, 1), last],
             "coverage_end": [first, date(1, 1, 5), None, None, None, None],
+            "enrollment_id": ["1", "2", "3", "4", "5", "6"],
         },
         schema=pa.schema(
             [
@@ -179,8 +203,12 @@ def test_chain_starts_at_the_ends_of_the_calendar() -> None:
                 ("plan_code", pa.string()),
                 ("coverage_start", pa.date32()),
                 ("coverage_end", pa.date32()),
+                ("enrollment_id", pa.string()),
             ]
         ),
     )
-    starts = chain_starts(repeat_flags(table)).column("chain_start").to_pylist()
+    derived = derive(repeat_flags(table))
+    starts = derived.column("chain_start").to_pylist()
     assert starts == [first, first, last, last, date(2024, 1, 1), date(2024, 1, 1)]
+    # the latest by start, then id: A's two rows starting 9999-12-31, the greater id
+    assert derived.column("latest").to_pylist() == [False, False, False, True, False, True]
