@@ -189,7 +189,7 @@ def snapshot_memory(args: argparse.Namespace) -> None:
 
 
 # The rewrite proposed in docs/benchmarks.md, "Misses and plans", 1.1: the chains as windows in
-# DuckDB, against which the starts computed before the load (``chain_starts``) are compared.
+# DuckDB, against which the starts computed before the load (``derive``) are compared.
 CHAINS_PROPOSED = """
 WITH multi AS (
     SELECT national_id, plan_code FROM staged_enrollments GROUP BY ALL HAVING count(*) > 1
@@ -216,13 +216,13 @@ def chains(args: argparse.Namespace) -> None:
     import duckdb
     import pyarrow.parquet as pq
 
-    from storage.members import _CHAINS, chain_starts, repeat_flags
+    from storage.members import _CHAINS, derive, repeat_flags
 
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
     # The staged rows as the load registers them: with their repeat flags and chain starts
     # (storage.members); "current" is then the plain insert the load makes.
-    con.register("staged_enrollments", chain_starts(repeat_flags(pq.read_table(args.staged))))
+    con.register("staged_enrollments", derive(repeat_flags(pq.read_table(args.staged))))
     con.execute("CREATE TABLE warm AS SELECT * FROM staged_enrollments")  # page cache, once
     timings: dict[str, list[float]] = {"current": [], "proposed": []}
     for _ in range(args.repeats):
