@@ -212,3 +212,39 @@ def test_chain_starts_at_the_ends_of_the_calendar() -> None:
     assert starts == [first, first, last, last, date(2024, 1, 1), date(2024, 1, 1)]
     # the latest by start, then id: A's two rows starting 9999-12-31, the greater id
     assert derived.column("latest").to_pylist() == [False, False, False, True, False, True]
+
+
+def test_members_take_the_latest_start_then_the_greatest_id(tmp_path: Path) -> None:
+    """Same-day starts: the greater enrollment_id gives the person's name and payee; a later
+    start wins over a greater id; a person's single enrolment is their member row."""
+
+    def row(eid: str, nid: str, start: date, payee: str) -> dict[str, object]:
+        return {
+            "enrollment_id": eid,
+            "national_id": nid,
+            "member_name": f"N{eid}",
+            "member_name_norm": f"N{eid}",
+            "gender": "F",
+            "birth_date": date(1970, 1, 1),
+            "plan_code": PLANS[0],
+            "coverage_start": start,
+            "coverage_end": None,
+            "payee_account": payee,
+        }
+
+    rows = [
+        row("E2", "A", date(2024, 5, 1), "A-greater-id"),
+        row("E1", "A", date(2024, 5, 1), "A-smaller-id"),
+        row("E0", "A", date(2024, 1, 1), "A-earlier"),
+        row("E3", "B", date(2024, 6, 1), "B-later"),
+        row("E9", "B", date(2024, 2, 1), "B-greater-id-earlier"),
+        row("E5", "C", date(2024, 3, 1), "C-only"),
+    ]
+    staged = _stage(tmp_path / "staged", rows, slices=2)
+    with open_warehouse(tmp_path / "w.duckdb") as con:
+        with transaction(con):
+            load_snapshot(
+                con, staged=staged, snapshot_date=date(2025, 1, 1), content_hash="h", run_id="r"
+            )
+        payees = dict(con.execute("SELECT national_id, payee_account FROM members").fetchall())
+    assert payees == {"A": "A-greater-id", "B": "B-later", "C": "C-only"}
