@@ -14,7 +14,7 @@ The checks run on a read-only connection and write only temporary tables.
   ``storage.staging`` keeps the grain);
 - ``outcome_amounts``: each outcome's carried raw amounts equal its plan targets';
 - ``recovery_plan``: what each plan recovered from each member equals the ledger's recoveries,
-  and each recovery balance is shown under the plan they give (migration 021);
+  and each recovery balance is shown under the plan they give (migration 020);
 - ``seal_chain``: every run's entries still give its seal, and each seal links to the previous;
 - the batch checks, against what ``outbox.audit`` found on disk (``batch_findings``).
 """
@@ -308,7 +308,7 @@ def outcome_amounts(con: duckdb.DuckDBPyConnection) -> list[Finding]:
 
 def recovery_plans(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     """What each plan recovered from each member (``member_plan_recoveries``) equals the
-    ledger's recoveries, and each recovery balance's plan is the one they give (migration 021).
+    ledger's recoveries, and each recovery balance's plan is the one they give (migration 020).
     One grouped read of the ledger's negative entries."""
     query = f"""
         WITH l AS (
@@ -363,7 +363,7 @@ def recovery_plans(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             detail,
             "no money depends on it (the morning report shows the balance under a wrong plan, "
             "and later nights keep it wrong): if the seal chain is intact, rebuild both from "
-            "the ledger (migration 021's statements); otherwise " + RESTORE,
+            "the ledger (migration 020's statements); otherwise " + RESTORE,
         )
 
     return _capped(rows, int(total[0]) if total else 0, make)
@@ -653,7 +653,7 @@ FROM taken t JOIN disk_batches d USING (batch_id) GROUP BY t.batch_id, d.m_seal;
 
 -- Paid by a run this warehouse no longer has: owed against the entries the next run posts
 -- again, so that the identity holds now and nothing is paid twice.
--- A new balance is shown under the plan that recovered most from its member (migration 021);
+-- A new balance is shown under the plan that recovered most from its member (migration 020);
 -- taking a batch back recovers nothing, so a balance that exists keeps its plan.
 INSERT INTO recovery_balances (national_id, recovery_due_fen, plan_code)
 SELECT t.national_id, t.fen, p.plan_code

@@ -82,7 +82,7 @@ INSERT INTO ledger_balances BY NAME SELECT * FROM new_balances;
 """
 
 # The plan a member's recovery balance is shown under (the morning report): the plan that
-# recovered most from the member, the smallest code on a tie (migration 021).
+# recovered most from the member, the smallest code on a tie (migration 020).
 PLAN_OF = "first(plan_code ORDER BY recovered_fen DESC, plan_code)"
 
 INSTRUCTIONS_SQL = f"""
@@ -120,7 +120,7 @@ SELECT $batch_id || '-' || lpad(row_number() OVER (ORDER BY national_id)::VARCHA
 FROM member_net
 WHERE paid_out;
 
--- What each plan recovered from each member (migration 021), moved by this run's recoveries:
+-- What each plan recovered from each member (migration 020), moved by this run's recoveries:
 -- the morning shows a balance under the plan that recovered most from its member, kept beside
 -- the balance. Only the members with a recovery in this run, or a balance row this run makes,
 -- need their plan; their kept rows are read from the small table, not from the ledger.
@@ -144,7 +144,7 @@ INSERT INTO member_plan_recoveries
 SELECT * FROM run_recovered ANTI JOIN recovered_before USING (national_id, plan_code);
 
 -- The plan of each of those members after this run (NULL for none recovered, ever); the same
--- rule as migration 021 and `claims verify`'s `recovery_plan`.
+-- rule as migration 020 and `claims verify`'s `recovery_plan`.
 CREATE OR REPLACE TEMP TABLE member_plan AS
 SELECT national_id, {PLAN_OF} AS plan_code
 FROM (

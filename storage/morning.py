@@ -61,7 +61,7 @@ def waiting(
             "SELECT count(*) FROM stay_outcomes WHERE status = 'unmatched'"
         ).fetchone()
     # A member's recovery due is one balance across plans; it is shown under the plan that
-    # recovered most from that member (kept beside the balance, migration 021), so that the
+    # recovered most from that member (kept beside the balance, migration 020), so that the
     # plans add up to the total.
     outstanding = con.execute(
         """

@@ -15,7 +15,7 @@ Then:
     sum and their targets;
 (d) every batch file matches its manifest, in the contract's format.
 (e) after every run, what each plan recovered from each member and the plan each recovery
-    balance is shown under (migration 021) equal a reading of the ledger, and so do the
+    balance is shown under (migration 020) equal a reading of the ledger, and so do the
     morning's outstanding recoveries by plan.
 
 Every run costs a second or two, so the examples are few and small; an explicit example makes
@@ -381,7 +381,7 @@ def run_schedule(settings: Settings, scenario: Scenario, schedule: list[tuple[An
 
 def check_recovery_plans(settings: Settings, result: CommitResult) -> None:
     """After every run: what each plan recovered from each member and the plan each balance is
-    shown under (migration 021) equal a reading of the ledger, and so does the morning's
+    shown under (migration 020) equal a reading of the ledger, and so does the morning's
     outstanding recoveries by plan."""
     assert kept(settings) == ledger_reading(settings)
     assert result.waiting["recoveries_by_plan"] == morning_by_plan(settings)

@@ -1,11 +1,11 @@
-"""Migration 021: each recovery balance keeps the plan the morning shows it under.
+"""Migration 020: each recovery balance keeps the plan the morning shows it under.
 
 The morning report shows a member's recovery balance under the plan that recovered most from
 them (the smallest plan code on a tie). It summed every recovery of the owing members in the
 ledger each night; now ``recovery_balances.plan_code`` keeps that plan and
 ``member_plan_recoveries`` what each plan recovered from each member, both written by the
 posting in the run's transaction. Real nights through ``run_local``: the kept figures equal
-an independent reading of the ledger; a warehouse migrated to 021 holds what one written with it
+an independent reading of the ledger; a warehouse migrated to 020 holds what one written with it
 does; ``claims verify`` names a wrong plan and a drifted total. Random nights:
 ``tests/test_ledger.py`` (``check_recovery_plans`` after every run).
 """
@@ -180,7 +180,7 @@ def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         con.close()
 
 
-def _as_before_021(path: Path) -> None:
+def _as_before_020(path: Path) -> None:
     """``recovery_balances`` as 017 left it (no plan) and no kept recoveries."""
     create = table_as_made(
         "017_recovery_balances_not_zero.sql", "recovery_balances_017", "recovery_balances_old"
@@ -194,18 +194,18 @@ def _as_before_021(path: Path) -> None:
         con.execute("DROP TABLE recovery_balances")
         con.execute("ALTER TABLE recovery_balances_old RENAME TO recovery_balances")
         con.execute("DROP TABLE member_plan_recoveries")
-        con.execute("DELETE FROM schema_migrations WHERE version = 21")
+        con.execute("DELETE FROM schema_migrations WHERE version = 20")
 
 
-def test_a_warehouse_migrated_to_021_holds_what_one_written_with_it_does(tmp_path: Path) -> None:
+def test_a_warehouse_migrated_to_020_holds_what_one_written_with_it_does(tmp_path: Path) -> None:
     settings = _world(tmp_path / "native")
     _nights(settings)
     old = tmp_path / "old.duckdb"
     shutil.copy(settings.warehouse, old)
-    _as_before_021(old)
+    _as_before_020(old)
     with open_warehouse(old, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM recovery_balances").fetchone() == (2,)
-    with open_warehouse(old):  # a writer's open applies 021
+    with open_warehouse(old):  # a writer's open applies 020
         pass
     assert _tables(old) == _tables(settings.warehouse)
 

@@ -25,12 +25,12 @@ GROUP BY ALL ORDER BY ALL;
 -- The balances again, each with its plan: NULL when nothing was ever recovered from the member
 -- (a payout held for want of a payee, a batch taken back by reconcile). Rebuilt (as 017), a
 -- few thousand rows.
-CREATE TABLE recovery_balances_021 (
+CREATE TABLE recovery_balances_020 (
     national_id       VARCHAR PRIMARY KEY,
     recovery_due_fen  BIGINT NOT NULL,
     plan_code         VARCHAR   -- the plan that recovered most from the member
 );
-INSERT INTO recovery_balances_021
+INSERT INTO recovery_balances_020
 SELECT b.national_id, b.recovery_due_fen, p.plan_code
 FROM recovery_balances b
 LEFT JOIN (
@@ -39,4 +39,4 @@ LEFT JOIN (
     GROUP BY ALL
 ) p USING (national_id);
 DROP TABLE recovery_balances;
-ALTER TABLE recovery_balances_021 RENAME TO recovery_balances;
+ALTER TABLE recovery_balances_020 RENAME TO recovery_balances;
