@@ -84,6 +84,7 @@ def _verify(con: Connection, disk: list[audit.BatchOnDisk]) -> Verified:
     result.findings += audit.ledger_targets(con)
     result.findings += audit.ledger_balances(con)
     result.findings += audit.instruction_grain(con)
+    result.findings += audit.entry_grain(con)
     result.findings += audit.stay_grain(con)
     result.findings += audit.outcome_amounts(con)
     result.findings += audit.recovery_plans(con)

@@ -10,6 +10,8 @@ The checks run on a read-only connection and write only temporary tables.
   (stay, plan, member), the sum and the newest version of the ledger entries;
 - ``instruction_grain``: one payment instruction per ``instruction_id`` (the table has no key
   index since migration 014; ``storage.ledger.post`` keeps the grain);
+- ``entry_grain``: one ledger entry per ``entry_id`` (the table has no key index since
+  migration 022; ``storage.ledger.post`` keeps the grain);
 - ``stay_grain``: one ``stays`` row per stay (the table has no key index since migration 015;
   ``storage.staging`` keeps the grain);
 - ``outcome_amounts``: each outcome's carried raw amounts equal its plan targets';
@@ -235,6 +237,22 @@ def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             f"{n} payment instructions under one id",
             "a batch was written twice into the warehouse: do not run; compare the batch's "
             "files with its rows and, if the seals are broken, " + RESTORE,
+        )
+
+    return _capped(rows, total, make)
+
+
+def entry_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """One ledger entry per id (migration 022 dropped the key index that enforced it)."""
+    rows, total = _held_twice(con, "ledger_entries", "entry_id")
+
+    def make(entry_id: str, n: int) -> Finding:
+        return Finding(
+            "entry_grain",
+            f"entry {entry_id}",
+            f"{n} ledger entries under one id",
+            "a run's entries were written twice into the warehouse: do not run; if the seals "
+            "are broken, " + RESTORE,
         )
 
     return _capped(rows, total, make)

@@ -195,13 +195,20 @@ class BatchAlreadyIssued(Exception):
     """A run's batch id already has instructions: paying it again would pay twice."""
 
 
+class RunAlreadyPosted(Exception):
+    """A run id already has ledger entries: posting under it again would hold an entry id twice
+    (``ledger_entries`` has no key index since migration 022)."""
+
+
 def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: datetime) -> Posted:
     """Append the ledger deltas and this run's payment instructions and batch.
 
     ``payment_instructions`` has no key index (migration 014): its grain is kept here. A batch
     id that already has instructions is refused before anything is posted, and the caller's
     transaction is rolled back (``BatchAlreadyIssued``); the new instructions are numbered
-    1..n within the batch.
+    1..n within the batch. ``ledger_entries`` has no key index either (migration 022): a run id
+    that already has entries is refused the same way (``RunAlreadyPosted``); the new entries
+    are numbered 1..n within the run.
     """
     taken = con.execute(
         "SELECT count(*) FROM payment_instructions WHERE batch_id = ?", [batch_id]
@@ -209,6 +216,13 @@ def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: date
     if taken and taken[0]:
         raise BatchAlreadyIssued(
             f"batch {batch_id} already has {taken[0]} payment instruction(s); nothing was posted"
+        )
+    posted_before = con.execute(
+        "SELECT count(*) FROM ledger_entries WHERE run_id = ?", [run_id]
+    ).fetchone()
+    if posted_before and posted_before[0]:
+        raise RunAlreadyPosted(
+            f"run {run_id} already has {posted_before[0]} ledger entries; nothing was posted"
         )
     run_script(con, POST_SQL)
     con.execute(INSERT_ENTRIES_SQL, {"run_id": run_id, "posted_at": at})
