@@ -74,10 +74,12 @@ def test_a_run_id_that_already_has_entries_is_refused_and_nothing_is_posted(
     before = _money(settings)
     # a commit that would post under a run id already in the ledger (its batch id is new):
     # refused before anything is posted, and its transaction rolled back
-    with open_warehouse(settings.warehouse) as con:
-        with pytest.raises(RunAlreadyPosted, match=f"run {posted_run} already has"):
-            with transaction(con):
-                post(con, run_id=posted_run, batch_id="B-never-issued", at=datetime.now(UTC))
+    with (
+        open_warehouse(settings.warehouse) as con,
+        pytest.raises(RunAlreadyPosted, match=f"run {posted_run} already has"),
+        transaction(con),
+    ):
+        post(con, run_id=posted_run, batch_id="B-never-issued", at=datetime.now(UTC))
     assert _money(settings) == before
     # the next run posts its stay once, under a run id of its own
     _night(settings, CROSSING.nights + 1, "N1")
