@@ -47,7 +47,7 @@ from pipeline.backfill import prefetcher_for, run_chunk, with_next
 from pipeline.prefetch import Prefetcher
 from pipeline.sequence import plan_request
 from storage.lock import run_lock
-from storage.warehouse import BACKFILL_SESSION, WarehouseBusy, warehouse_session
+from storage.warehouse import WarehouseBusy, warehouse_session
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -440,7 +440,7 @@ def backfill(
     # file, a second per date of rewriting the same blocks (docs/benchmarks.md).
     with (
         run_lock(settings.warehouse, settings.lock_timeout_s),
-        warehouse_session(settings.warehouse, **BACKFILL_SESSION),
+        warehouse_session(settings.warehouse),
     ):
         pipeline.check_pairing(settings)
         chunks = pipeline.backfill_chunks(settings, first, last, int(chunk_days))

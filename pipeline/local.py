@@ -15,7 +15,7 @@ from pipeline.backfill import (
 )
 from pipeline.sequence import LocalSteps, Request, run_steps
 from storage.lock import run_lock
-from storage.warehouse import BACKFILL_SESSION, warehouse_session
+from storage.warehouse import warehouse_session
 
 
 def run_local(
@@ -45,7 +45,7 @@ def backfill_local(
     results = []
     with (
         run_lock(settings.warehouse, settings.lock_timeout_s),
-        warehouse_session(settings.warehouse, **BACKFILL_SESSION),
+        warehouse_session(settings.warehouse),
         prefetcher_for(settings, chunks) as prefetch,
     ):
         for chunk, following in with_next(chunks):

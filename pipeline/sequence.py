@@ -91,8 +91,8 @@ def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResul
     the plan, once for the commit and the batch's issue. Between them, while the partitions
     are validated, the file is closed, so that ``claims status`` can read it (operations.md:
     it shows the partitions the run marked running). Each phase ends with one checkpoint; no
-    other transaction is open to hold back its merges, so it is not settled, and it merges no
-    row groups (nor does a backfill's session, ADR 0023): its checkpoints
+    other transaction is open to hold back its merges, so it is not settled (a backfill's
+    session is: ``storage.warehouse.settle``), and it merges no row groups: its checkpoints
     write what it changed (``storage.warehouse.NO_ROW_GROUP_MERGES``). Within a backfill's
     session, both phases are that session's one connection.
     """

@@ -120,15 +120,6 @@ def warehouse_session(
 # which also settles), and with any other writer (``claims backup``'s checkpoint, a migration).
 NO_ROW_GROUP_MERGES = "SET max_vacuum_tasks = 0"
 
-# A backfill's session (``claims backfill``, ``backfill_local``) merges no row groups either, and
-# so has nothing to settle (ADR 0023). Its merges were the session's last checkpoint: the
-# partly filled row groups each chunk's parallel inserts leave at the end of every table it
-# appends to, and those its deletes thinned, rewritten at once: four October chunks on an
-# eleven-month warehouse, 4.3 CPU s (11.9 s of wall under load) against 0.4 without merging;
-# ~9 s of a year's wall at full scale. The rows are the same either way; the merge is left to
-# the next writer that may merge (``claims backup``'s checkpoint, a migration), as a night's is.
-BACKFILL_SESSION: dict[str, bool] = {"settle_at_end": False, "merge_row_groups": False}
-
 # What ``settle`` writes and drops again: a checkpoint with nothing to write does nothing.
 _SETTLE_TABLE = "checkpoint_settle"
 
