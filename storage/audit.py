@@ -11,7 +11,7 @@ The checks run on a read-only connection and write only temporary tables.
 - ``instruction_grain``: one payment instruction per ``instruction_id`` (the table has no key
   index since migration 014; ``storage.ledger.post`` keeps the grain);
 - ``entry_grain``: one ledger entry per ``entry_id`` (the table has no key index since
-  migration 022; ``storage.ledger.post`` keeps the grain);
+  migration 021; ``storage.ledger.post`` keeps the grain);
 - ``stay_grain``: one ``stays`` row per stay (the table has no key index since migration 015;
   ``storage.staging`` keeps the grain);
 - ``outcome_amounts``: each outcome's carried raw amounts equal its plan targets';
@@ -243,7 +243,7 @@ def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
 
 
 def entry_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
-    """One ledger entry per id (migration 022 dropped the key index that enforced it)."""
+    """One ledger entry per id (migration 021 dropped the key index that enforced it)."""
     rows, total = _held_twice(con, "ledger_entries", "entry_id")
 
     def make(entry_id: str, n: int) -> Finding:

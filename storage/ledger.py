@@ -197,7 +197,7 @@ class BatchAlreadyIssued(Exception):
 
 class RunAlreadyPosted(Exception):
     """A run id already has ledger entries: posting under it again would hold an entry id twice
-    (``ledger_entries`` has no key index since migration 022)."""
+    (``ledger_entries`` has no key index since migration 021)."""
 
 
 def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: datetime) -> Posted:
@@ -206,7 +206,7 @@ def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: date
     ``payment_instructions`` has no key index (migration 014): its grain is kept here. A batch
     id that already has instructions is refused before anything is posted, and the caller's
     transaction is rolled back (``BatchAlreadyIssued``); the new instructions are numbered
-    1..n within the batch. ``ledger_entries`` has no key index either (migration 022): a run id
+    1..n within the batch. ``ledger_entries`` has no key index either (migration 021): a run id
     that already has entries is refused the same way (``RunAlreadyPosted``); the new entries
     are numbered 1..n within the run.
     """

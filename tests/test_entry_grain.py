@@ -1,4 +1,4 @@
-"""Migration 022: ``ledger_entries`` keeps its grain without a key index.
+"""Migration 021: ``ledger_entries`` keeps its grain without a key index.
 
 The key index cost every posting commit, and every checkpoint after it, more as the ledger grew.
 Without it, the grain (one entry per ``entry_id``, ids ``<run>-<n>``; payouts.md: unique) is kept
@@ -28,24 +28,24 @@ KEYED = (
 )
 
 
-def _as_before_022(path: Path) -> None:
+def _as_before_021(path: Path) -> None:
     """Put the ledger back as 003 made it (with its key), the rows in the order they had."""
-    create = table_as_made("003_money.sql", "ledger_entries", "entries_021")
+    create = table_as_made("003_money.sql", "ledger_entries", "entries_old")
     with open_warehouse(path) as con:
         con.execute(create)
-        con.execute("INSERT INTO entries_021 SELECT * FROM ledger_entries ORDER BY rowid")
+        con.execute("INSERT INTO entries_old SELECT * FROM ledger_entries ORDER BY rowid")
         con.execute("DROP TABLE ledger_entries")
-        con.execute("ALTER TABLE entries_021 RENAME TO ledger_entries")
-        con.execute("DELETE FROM schema_migrations WHERE version >= 22")
+        con.execute("ALTER TABLE entries_old RENAME TO ledger_entries")
+        con.execute("DELETE FROM schema_migrations WHERE version >= 21")
 
 
-def test_a_ledger_migrated_to_022_holds_what_one_written_with_it_does(tmp_path: Path) -> None:
+def test_a_ledger_migrated_to_021_holds_what_one_written_with_it_does(tmp_path: Path) -> None:
     settings = play(tmp_path / "crossing", CROSSING)
     with open_warehouse(settings.warehouse, read_only=True) as con:
         native = con.execute(ENTRIES).fetchall()
         assert native  # the history pays
         assert con.execute(KEYED).fetchone() == (0,)
-    _as_before_022(settings.warehouse)
+    _as_before_021(settings.warehouse)
     with open_warehouse(settings.warehouse, read_only=True) as con:
         assert con.execute(KEYED).fetchone() == (1,)  # as 003 made it
     with open_warehouse(settings.warehouse) as con:  # migrates

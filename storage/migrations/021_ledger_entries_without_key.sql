@@ -9,7 +9,7 @@
 -- `claims verify` checks the grain (entry_grain).
 -- Rebuilt (as 014 and 015 did) in the order the rows had: the ledger in the order it was posted.
 
-CREATE TABLE ledger_entries_022 (
+CREATE TABLE ledger_entries_021 (
     entry_id       VARCHAR NOT NULL,
     run_id         VARCHAR NOT NULL,
     hospital_code  VARCHAR NOT NULL,
@@ -21,6 +21,6 @@ CREATE TABLE ledger_entries_022 (
     reason         VARCHAR NOT NULL,
     posted_at      TIMESTAMPTZ NOT NULL
 );
-INSERT INTO ledger_entries_022 SELECT * FROM ledger_entries ORDER BY rowid;
+INSERT INTO ledger_entries_021 SELECT * FROM ledger_entries ORDER BY rowid;
 DROP TABLE ledger_entries;
-ALTER TABLE ledger_entries_022 RENAME TO ledger_entries;
+ALTER TABLE ledger_entries_021 RENAME TO ledger_entries;
