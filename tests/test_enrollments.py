@@ -117,14 +117,25 @@ _MUTATIONS: dict[str, list[str | None]] = {
         "110105 19600101\u3000" + valid_id("11010519600101001")[-4:],
         valid_id("11010520990101001"),  # born after the snapshot
         "abc",
+        # White space around a valid number: the screen checks the number as received.
+        " " + valid_id("11010519600101001") + "\t",
+        "",
     ],
     "member_name": [None, "", "王" * 51, "李\x01四", " Ｌｉ　Ｍｉｎｇ ", "\ufffd"],
-    "gender": [None, "X", " f ", "m", "F"],
+    "gender": [None, "X", " f ", "m", "F", " M", "", "\u3000F"],
     "birth_date": [None, "1960-02-30", "1960-1-01", " 1960-01-01 ", "0999-01-01"],
-    "plan_code": [None, "GOLD", "WORKER_MUTUAL", " UNION_BASIC "],
+    "plan_code": [None, "GOLD", "WORKER_MUTUAL", " UNION_BASIC ", "", "WORKER_MUTUAL\n"],
     "coverage_start": [None, "2020-13-01", "2024-02-29", "2026-12-31"],
     "coverage_end": [None, "", "2019-12-31", "2020-01-01", "2023-02-29"],
-    "payee_account": [None, "12345", "6222 0000 1111 2222", "12345678901234567890", "123456789012"],
+    "payee_account": [
+        None,
+        "12345",
+        "6222 0000 1111 2222",
+        "12345678901234567890",
+        "123456789012",
+        " 123456789012 ",
+        "",
+    ],
 }
 
 

@@ -175,7 +175,7 @@ def _validated(s: pl.Expr) -> pl.Expr:
 
 def _valid(s: pl.Expr) -> pl.Expr:
     """Add `valid` (and the fields it is computed from) to a struct holding `text`, `as_of`,
-    `shaped` and `is_15` (a _normalised struct, or canonical_validity's)."""
+    `shaped` and `is_15` (a _normalised struct)."""
     f = pl.field
     s = s.struct.with_fields(
         body=f("text").str.head(17),
@@ -258,20 +258,45 @@ def canonical_validity(raw: pl.Expr, as_of: datetime.date) -> pl.Expr:
     other text, valid or not (white space, full-width characters, a lower-case ``x``, a
     15-digit number), which a caller checks the full way (``with_id_columns``).
 
-    The same computation as ``with_id_columns`` without its normalisation, which changes
-    nothing in such text: where this is true, that gives the same verdict and leaves the text
-    as it is (``tests/test_identity.py`` holds it to that over hostile text). About 40 % of
-    the cost, for a screen of millions of rows that are nearly all canonical.
+    The same verdict as ``with_id_columns`` without its normalisation, which changes nothing
+    in such text: where this is true, that gives the same verdict and leaves the text as it is
+    (``tests/test_identity.py`` holds it to that over hostile text). For a screen of millions
+    of rows that are nearly all canonical, the check character is one parse of the whole
+    number in base 35: 35 = 2 (mod 11), as 2**(18 - i) gives the weights, so the number's
+    value mod 11 is the weighted sum of the body plus the last character's value; a digit
+    check character is right when that is 1, an ``X`` (33 in base 35, 0 mod 11, where the
+    check value is 10) when it is 2. ~75 % of the cost of the general arithmetic (``_valid``).
     """
+    f = pl.field
     text = raw.cast(pl.String)
+    as_of_ymd = as_of.year * 10_000 + as_of.month * 100 + as_of.day
+    # struct stages as let-bindings (see id_struct): each field computed once.
     s = pl.struct(
-        raw=text,
-        as_of=pl.lit(as_of).cast(pl.Date),
-        text=text,
-        shaped=text.str.contains(CANONICAL).fill_null(False),
-        is_15=pl.lit(False),
+        shaped=text.str.contains(CANONICAL),
+        # 35**18 < 2**93: an Int128 holds any 18 characters of base 35.
+        remainder=text.str.to_integer(base=35, dtype=pl.Int128, strict=False) % 11,
+        x=text.str.ends_with("X"),
+        ymd=text.str.slice(6, 8).str.to_integer(strict=False),  # characters 7-14, YYYYMMDD
     )
-    return _valid(s).struct.field("valid")
+    s = s.struct.with_fields(
+        year=f("ymd") // 10_000, month=f("ymd") // 100 % 100, day=f("ymd") % 100
+    )
+    leap = (f("year") % 4 == 0) & ((f("year") % 100 != 0) | (f("year") % 400 == 0))
+    valid = (
+        f("shaped")
+        & (f("remainder") == pl.when(f("x")).then(2).otherwise(1))
+        & f("month").is_between(1, 12)
+        & f("day").is_between(
+            1,
+            pl.when(f("month") == 2)
+            .then(28 + leap.cast(pl.Int64))
+            .when(f("month").is_in([4, 6, 9, 11]))
+            .then(30)
+            .otherwise(31),
+        )
+        & f("ymd").is_between(_MIN_BIRTH_YMD, as_of_ymd)
+    ).fill_null(False)  # null text, or a body that is not a number: invalid
+    return s.struct.with_fields(valid=valid).struct.field("valid")
 
 
 def id_struct(raw: pl.Expr, as_of: pl.Expr | datetime.date) -> pl.Expr:
