@@ -37,7 +37,7 @@ from schemas.notation import CONTROL_RE, parse_date
 from schemas.quarantine import combine, empty_quarantine, failures_to_quarantine
 from schemas.reference import PLAN_CODES
 from transforms.identity import canonical_validity, with_id_columns
-from transforms.names import normalized_name
+from transforms.names import normalized_names
 
 SLICE_ROWS = 1_000_000
 SLICE_WORKERS = 2  # slices checked at once (validate_in_slices)
@@ -189,9 +189,8 @@ def _staged(parsed: pl.DataFrame) -> pl.DataFrame:
     (a lazy frame), which costs nothing per row."""
     if "coverage_end" not in parsed.columns:
         parsed = parsed.with_columns(pl.lit(None, pl.Date).alias("coverage_end"))
-    return parsed.with_columns(member_name_norm=normalized_name(pl.col("member_name"))).select(
-        STAGED_COLUMNS
-    )
+    norm = normalized_names(parsed.get_column("member_name")).alias("member_name_norm")
+    return parsed.with_columns(norm).select(STAGED_COLUMNS)
 
 
 def _judge(raw: pl.DataFrame, snapshot_date: date) -> ValidatedSnapshot:

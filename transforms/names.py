@@ -18,6 +18,8 @@ import polars as pl
 # what keeps 10 million enrolment names vectorised.
 _NFKC_STABLE = r"^[\u4e00-\u9fff\u3400-\u4dbfA-Za-z·\s]*$"
 _SPACE = re.compile(r"\s+")
+# A character outside that set, or any white space: the name may differ from its normal form.
+_MAY_CHANGE = r"[^\u4e00-\u9fff\u3400-\u4dbfA-Za-z·]"
 
 
 def normalize_name(name: str | None) -> str:
@@ -39,3 +41,18 @@ def normalized_name(name: pl.Expr) -> pl.Expr:
         .otherwise(slow)
         .alias(name.meta.output_name())
     )
+
+
+def normalized_names(names: pl.Series) -> pl.Series:
+    """``normalized_name`` of a whole column, computed only where it can differ from the name.
+
+    A name of CJK ideographs, ASCII letters and middle dots only, with no white space, is its
+    own normal form: it is kept as it is, and only the others (a handful in a snapshot) go
+    through ``normalized_name``. One scan instead of two over 10 M enrolment names.
+    """
+    may_change = names.str.contains(_MAY_CHANGE).fill_null(True)
+    rows = may_change.arg_true()
+    if not len(rows):
+        return names
+    changed = names.gather(rows).to_frame("n").select(normalized_name(pl.col("n"))).to_series()
+    return names.clone().scatter(rows, changed)  # a copy: scatter writes in place
