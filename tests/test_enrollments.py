@@ -200,19 +200,3 @@ def test_repeated_ids_are_marked_as_an_exact_count_marks_them(ids: list[str | No
     trimmed = pl.col("enrollment_id").str.strip_chars().replace("", None)
     expected = raw.select((trimmed.is_not_null() & trimmed.is_duplicated()).alias("r"))
     assert mark_repeated_ids(raw).get_column(REPEATED_ID).to_list() == expected["r"].to_list()
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_slices_checked_at_once_come_back_in_order_as_one_at_a_time(seed: int) -> None:
-    rows = _random_rows(seed, 200)
-    rows[150]["enrollment_id"] = rows[3]["enrollment_id"]  # a repeat across slices
-    raw = raw_frame(rows)
-    one = list(validate_in_slices(raw, snapshot_date=SNAPSHOT, slice_rows=30, workers=1))
-    two = list(validate_in_slices(raw, snapshot_date=SNAPSHOT, slice_rows=30, workers=2))
-    assert len(one) == len(two) == 7
-    for a, b in zip(one, two, strict=True):
-        assert a.rows_read == b.rows_read
-        assert a.staged.equals(b.staged)
-        assert a.quarantine.equals(b.quarantine)
-    quarantined = pl.concat([p.quarantine for p in two]).get_column("row_number")
-    assert {4, 151} <= set(quarantined.to_list())

@@ -14,9 +14,7 @@ dates; a suspect's dates become text again, as it was read before.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -40,7 +38,6 @@ from transforms.identity import canonical_validity, with_id_columns
 from transforms.names import normalized_names
 
 SLICE_ROWS = 1_000_000
-SLICE_WORKERS = 2  # slices checked at once (validate_in_slices)
 REPEATED_ID = "is_repeated_id"
 STAGED_COLUMNS = columns_of(StagedEnrollment)
 
@@ -221,36 +218,9 @@ def _judge(raw: pl.DataFrame, snapshot_date: date) -> ValidatedSnapshot:
 
 
 def validate_in_slices(
-    raw: pl.DataFrame,
-    *,
-    snapshot_date: date,
-    slice_rows: int = SLICE_ROWS,
-    workers: int = SLICE_WORKERS,
+    raw: pl.DataFrame, *, snapshot_date: date, slice_rows: int = SLICE_ROWS
 ) -> Iterator[ValidatedSnapshot]:
-    """``validate_enrollments`` over consecutive slices of a whole snapshot, in order.
-
-    ``workers`` slices are checked at once, each on a thread of its own (polars releases the
-    GIL): one slice's expressions keep a core busy only part of the time, so two slices at a
-    time fill both. Memory holds ``workers`` slices' working frames instead of one.
-    """
+    """``validate_enrollments`` over consecutive slices of a whole snapshot."""
     raw = mark_repeated_ids(raw)
-    offsets = range(0, max(raw.height, 1), slice_rows)
-    if workers <= 1:
-        for offset in offsets:
-            yield validate_enrollments(raw.slice(offset, slice_rows), snapshot_date=snapshot_date)
-        return
-    StagedEnrollment.to_schema()  # built once here, not raced for by the threads
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[ValidatedSnapshot]] = deque()
-        for offset in offsets:
-            pending.append(
-                pool.submit(
-                    validate_enrollments,
-                    raw.slice(offset, slice_rows),
-                    snapshot_date=snapshot_date,
-                )
-            )
-            if len(pending) >= workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    for offset in range(0, max(raw.height, 1), slice_rows):
+        yield validate_enrollments(raw.slice(offset, slice_rows), snapshot_date=snapshot_date)
