@@ -3,13 +3,16 @@
     python -m benchmarks.profile dates --landing L --warehouse W --from D [--days N]
     python -m benchmarks.profile partitions --landing L [--limit N]
     python -m benchmarks.profile snapshot-memory --landing L --work DIR
+    python -m benchmarks.profile snapshot-phases --landing L --warehouse NEW --outbox O --date D
     python -m benchmarks.profile chains --staged FILE
     python -m benchmarks.profile flow-gaps --landing L --warehouse W --from D1 --to D2
 
 ``dates`` runs ``run_local`` per feed date (as ``claims backfill`` commits) and splits each date's
 CPU and wall time over the pipeline's stages; ``partitions`` splits the validation of discharge
 partitions; ``snapshot-memory`` samples RSS through the snapshot's read, validation, Parquet
-write and warehouse load; ``flow-gaps`` times what ``claims backfill``'s flow spends outside
+write and warehouse load; ``snapshot-phases`` splits a snapshot run's wall and CPU time over
+its phases (the read, the repeated ids, each slice's screen and staging, the load's parts, the
+commit); ``flow-gaps`` times what ``claims backfill``'s flow spends outside
 the dates' work; ``chains`` times ``storage.members``'s coverage-chain SQL against the
 rewrite proposed in the analysis, on a staged snapshot, and checks they give the same rows.
 Production functions are wrapped for timing, never changed. For a call tree, use pyinstrument:
@@ -188,6 +191,52 @@ def snapshot_memory(args: argparse.Namespace) -> None:
         print(f"{name:<44} peak RSS {rss / 2**30:5.2f} GB")
 
 
+def snapshot_phases(args: argparse.Namespace) -> None:
+    """Wall and CPU seconds of each phase of ``run_local`` loading a snapshot into a new
+    warehouse (what the snapshot benchmark measures). Phases nest (a slice holds its screen);
+    with slices checked at once, a slice's figures overlap the others'."""
+    import pipeline
+    import pipeline.sequence as sequence
+    import pipeline.validate as validate
+    import storage.members as members
+    import transforms.enrollments as enrollments
+    from config.settings import Settings
+
+    acc: Totals = defaultdict(lambda: [0.0, 0.0])
+    validate.read_delivery = _timed(
+        acc, "read the snapshot (read_delivery)", validate.read_delivery
+    )
+    for name, label in (
+        ("mark_repeated_ids", "repeated ids (whole snapshot)"),
+        ("validate_enrollments", "slices: validate_enrollments"),
+        ("_screen", "  slices: screen"),
+        ("_staged", "  slices: staged rows"),
+        ("_judge", "  slices: judge suspects"),
+    ):
+        setattr(enrollments, name, _timed(acc, label, getattr(enrollments, name)))
+    pipeline.validate_snapshot = _timed(
+        acc, "validate_snapshot (all of the above, the writes)", pipeline.validate_snapshot
+    )
+    for name in ("staged_snapshot", "repeat_flags", "chain_starts"):
+        setattr(members, name, _timed(acc, f"  load: {name}", getattr(members, name)))
+    members.load_snapshot = _timed(
+        acc, "load_snapshot (inserts, members, diff)", members.load_snapshot
+    )
+    sequence.commit = _timed(acc, "commit (the load and the rest)", sequence.commit)
+    settings = Settings.build(Path(args.landing), Path(args.warehouse), Path(args.outbox))
+    with open("/proc/loadavg") as f:
+        before = f.read().split()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    pipeline.run_local(settings, as_of=date.fromisoformat(args.date))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with open("/proc/loadavg") as f:
+        after = f.read().split()[0]
+    print(f"run_local: wall {wall:.2f} s, CPU {cpu:.2f} s; load average {before} -> {after}")
+    print(f"{'phase':<52} {'wall':>6} {'CPU':>6}")
+    for label, (w, c) in acc.items():
+        print(f"{label:<52} {w:6.2f} {c:6.2f}")
+
+
 # The rewrite proposed in docs/benchmarks.md, "Misses and plans", 1.1: the chains as windows in
 # DuckDB, against which the starts computed before the load (``derive``) are compared.
 CHAINS_PROPOSED = """
@@ -310,6 +359,12 @@ def main() -> None:
     p.set_defaults(fn=snapshot_memory)
     p.add_argument("--landing", required=True, help="a landing folder with the snapshot")
     p.add_argument("--work", required=True, help="a scratch folder")
+    p = sub.add_parser("snapshot-phases")
+    p.set_defaults(fn=snapshot_phases)
+    p.add_argument("--landing", required=True, help="a landing folder with the snapshot")
+    p.add_argument("--warehouse", required=True, help="a new warehouse path")
+    p.add_argument("--outbox", required=True)
+    p.add_argument("--date", required=True)
     p = sub.add_parser("flow-gaps")
     p.set_defaults(fn=flow_gaps)
     p.add_argument("--landing", required=True)
