@@ -390,3 +390,16 @@ def test_dates_agree_with_datetime(
         expected.append(expected_validity(year, month, day, as_of))
     assert vectorised(raws, as_of)["is_valid_id"].to_list() == expected
     assert [is_valid(r, as_of) for r in raws] == expected
+
+
+def test_canonical_check_character_every_candidate() -> None:
+    # The screen's one-parse check (base 35) against the full check, for every character that
+    # could stand last: each digit and X (one of them right), lower-case x, letters base 35
+    # reads as digits (A, Y), and Z, which it does not.
+    bodies = ["11010519491231002", "44030419900101001", "00000019000101000", "99999920240229999"]
+    raws = [body + last for body in bodies for last in "0123456789XxAYZ"]
+    assert_agrees(raws)
+    valid = pl.DataFrame({"raw": raws}).select(canonical_validity(pl.col("raw"), AS_OF))
+    # One right check character per body, found among the upper-case candidates only.
+    assert valid.to_series().sum() == 4
+    assert sum(parse(r, AS_OF) is not None for r in raws if r[-1] != "x") == 4
