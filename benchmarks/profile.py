@@ -11,8 +11,8 @@
 CPU and wall time over the pipeline's stages; ``partitions`` splits the validation of discharge
 partitions; ``snapshot-memory`` samples RSS through the snapshot's read, validation, Parquet
 write and warehouse load; ``snapshot-phases`` splits a snapshot run's wall and CPU time over
-its phases (the read, the repeated ids, each slice's screen and staging, the load's parts, the
-commit); ``flow-gaps`` times what ``claims backfill``'s flow spends outside
+its phases (the read, the repeated ids, each slice's screen and staging, the load's polars
+steps, the commit); ``flow-gaps`` times what ``claims backfill``'s flow spends outside
 the dates' work; ``chains`` times ``storage.members``'s coverage-chain SQL against the
 rewrite proposed in the analysis, on a staged snapshot, and checks they give the same rows.
 Production functions are wrapped for timing, never changed. For a call tree, use pyinstrument:
@@ -217,8 +217,9 @@ def snapshot_phases(args: argparse.Namespace) -> None:
     pipeline.validate_snapshot = _timed(
         acc, "validate_snapshot (all of the above, the writes)", pipeline.validate_snapshot
     )
-    for name in ("staged_snapshot", "repeat_flags", "chain_starts"):
-        setattr(members, name, _timed(acc, f"  load: {name}", getattr(members, name)))
+    for name in ("staged_snapshot", "repeat_flags", "derive"):
+        if hasattr(members, name):  # the load's polars steps, as far as they exist
+            setattr(members, name, _timed(acc, f"  load: {name}", getattr(members, name)))
     members.load_snapshot = _timed(
         acc, "load_snapshot (inserts, members, diff)", members.load_snapshot
     )
