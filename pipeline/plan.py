@@ -49,7 +49,10 @@ class RunPlan:
 
 
 def new_run_id(started: datetime) -> str:
-    return f"{started:%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+    """The run's start to the second and 48 random bits: runs started in the same second (a
+    backfill's short chunks, a test's nights) must not share an id, or the second is refused
+    at its posting (``storage.ledger``: a run id or batch id already posted)."""
+    return f"{started:%Y%m%dT%H%M%S}-{secrets.token_hex(6)}"
 
 
 def _rules(settings: Settings) -> Reference:

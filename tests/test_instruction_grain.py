@@ -8,7 +8,7 @@ has instructions; ``claims verify`` names any id held twice (``instruction_grain
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from test_night_scope import (
 import synth
 from config.settings import Settings
 from pipeline import run_local
-from pipeline.plan import plan_run
+from pipeline.plan import new_run_id, plan_run
 from pipeline.sequence import LocalSteps
 from pipeline.write import commit
 from storage import audit
@@ -156,3 +156,13 @@ def test_verify_names_an_instruction_id_held_twice(tmp_path: Path) -> None:
         found = audit.instruction_grain(con)
     assert [f.check for f in found] == ["instruction_grain"]
     assert "2 payment instructions under one id" in found[0].detail
+
+
+def test_runs_started_in_the_same_second_get_distinct_ids() -> None:
+    # A backfill's short chunks and a test's nights start many runs a second; two that shared
+    # an id would have the second refused at its posting (a batch id already paid). 10,000 ids
+    # of one instant: with 16 random bits ~760 pairs would collide, with 48 ~2e-7 expected.
+    started = datetime(2026, 11, 2, 3, 0, 0)
+    ids = [new_run_id(started) for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(i.startswith("20261102T030000-") for i in ids)
