@@ -226,36 +226,45 @@ def _held_twice(
     return [row[:-1] for row in found], int(found[0][-1]) if found else 0
 
 
-def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
-    """One payment instruction per id (migration 014 dropped the key index that enforced it)."""
-    rows, total = _held_twice(con, "payment_instructions", "instruction_id")
+def _grain(
+    con: duckdb.DuckDBPyConnection, check: str, table: str, key: str, what: str, advice: str
+) -> list[Finding]:
+    """One row of ``table`` per ``key``, for a table whose key index a migration dropped: each
+    key held twice is a finding (``what``: the rows, as the finding's text names them)."""
+    rows, total = _held_twice(con, table, key)
 
-    def make(instruction_id: str, n: int) -> Finding:
+    def make(value: str, n: int) -> Finding:
         return Finding(
-            "instruction_grain",
-            f"instruction {instruction_id}",
-            f"{n} payment instructions under one id",
-            "a batch was written twice into the warehouse: do not run; compare the batch's "
-            "files with its rows and, if the seals are broken, " + RESTORE,
+            check, f"{key.removesuffix('_id')} {value}", f"{n} {what} under one id", advice
         )
 
     return _capped(rows, total, make)
+
+
+def instruction_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """One payment instruction per id (migration 014 dropped the key index that enforced it)."""
+    return _grain(
+        con,
+        "instruction_grain",
+        "payment_instructions",
+        "instruction_id",
+        "payment instructions",
+        "a batch was written twice into the warehouse: do not run; compare the batch's "
+        "files with its rows and, if the seals are broken, " + RESTORE,
+    )
 
 
 def entry_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     """One ledger entry per id (migration 021 dropped the key index that enforced it)."""
-    rows, total = _held_twice(con, "ledger_entries", "entry_id")
-
-    def make(entry_id: str, n: int) -> Finding:
-        return Finding(
-            "entry_grain",
-            f"entry {entry_id}",
-            f"{n} ledger entries under one id",
-            "a run's entries were written twice into the warehouse: do not run; if the seals "
-            "are broken, " + RESTORE,
-        )
-
-    return _capped(rows, total, make)
+    return _grain(
+        con,
+        "entry_grain",
+        "ledger_entries",
+        "entry_id",
+        "ledger entries",
+        "a run's entries were written twice into the warehouse: do not run; if the seals "
+        "are broken, " + RESTORE,
+    )
 
 
 def stay_grain(con: duckdb.DuckDBPyConnection) -> list[Finding]:

@@ -200,6 +200,12 @@ class RunAlreadyPosted(Exception):
     (``ledger_entries`` has no key index since migration 021)."""
 
 
+def _rows_under(con: duckdb.DuckDBPyConnection, table: str, column: str, value: str) -> int:
+    """How many rows of ``table`` already carry ``value`` in ``column`` (a batch or run id)."""
+    row = con.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?", [value]).fetchone()
+    return int(row[0]) if row else 0
+
+
 def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: datetime) -> Posted:
     """Append the ledger deltas and this run's payment instructions and batch.
 
@@ -210,19 +216,13 @@ def post(con: duckdb.DuckDBPyConnection, *, run_id: str, batch_id: str, at: date
     that already has entries is refused the same way (``RunAlreadyPosted``); the new entries
     are numbered 1..n within the run.
     """
-    taken = con.execute(
-        "SELECT count(*) FROM payment_instructions WHERE batch_id = ?", [batch_id]
-    ).fetchone()
-    if taken and taken[0]:
+    if taken := _rows_under(con, "payment_instructions", "batch_id", batch_id):
         raise BatchAlreadyIssued(
-            f"batch {batch_id} already has {taken[0]} payment instruction(s); nothing was posted"
+            f"batch {batch_id} already has {taken} payment instruction(s); nothing was posted"
         )
-    posted_before = con.execute(
-        "SELECT count(*) FROM ledger_entries WHERE run_id = ?", [run_id]
-    ).fetchone()
-    if posted_before and posted_before[0]:
+    if taken := _rows_under(con, "ledger_entries", "run_id", run_id):
         raise RunAlreadyPosted(
-            f"run {run_id} already has {posted_before[0]} ledger entries; nothing was posted"
+            f"run {run_id} already has {taken} ledger entries; nothing was posted"
         )
     run_script(con, POST_SQL)
     con.execute(INSERT_ENTRIES_SQL, {"run_id": run_id, "posted_at": at})

@@ -1,10 +1,12 @@
-"""Sample values the tests share: a valid identity number, a valid discharge row, and a table
-as an earlier migration made it."""
+"""Sample values the tests share: a valid identity number, a valid discharge row, a table as an
+earlier migration made it, and every table of a warehouse for comparing two whole."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import duckdb
 from stdnum.cn import ric
 
 import synth
@@ -50,3 +52,16 @@ def table_as_made(migration: str, table: str, as_name: str) -> str:
     sql = (MIGRATIONS / migration).read_text()
     start = sql.index(f"CREATE TABLE {table} (")
     return sql[start : sql.index(";", start) + 1].replace(f"{table} (", f"{as_name} (", 1)
+
+
+def every_table(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted, by the table's name (all but ``schema_migrations``): how a
+    test holds a migrated warehouse to one written with the migration."""
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND table_name <> 'schema_migrations' ORDER BY 1"
+        ).fetchall()
+    ]
+    return {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from samples import every_table
 from test_review import BED, RICH, _by_id, deliver, night, world
 
 from config.settings import Settings
@@ -103,14 +104,7 @@ def _as_before_016(path: Path) -> None:
 def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        names = [
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-                "AND table_name <> 'schema_migrations' ORDER BY 1"
-            ).fetchall()
-        ]
-        out = {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+        out = every_table(con)
         out["schema_migrations"] = con.execute(
             "SELECT version, name FROM schema_migrations ORDER BY 1"
         ).fetchall()

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from samples import table_as_made
-from test_matching import Person, enrolment, frame, new_settings, query, stay
+from samples import every_table, table_as_made
+from test_matching import Person, enrolment, frame, new_settings, query
+from test_review import REGISTRY, _by_id
 
 import synth
 from config.masking import mask_id
@@ -39,22 +40,6 @@ ENROLMENTS = [
     enrolment("E202", TWO, "WORKER_MUTUAL", "2020-01-01"),
     enrolment("E203", ONE, "RETIREE_INPATIENT", "2020-01-01"),
 ]
-REGISTRY = synth.make_hospitals(3, seed=1)
-H = REGISTRY["hospital_code"].to_list()
-
-
-def _by_id(sid: str, who: Person, adm: str, dis: str, **kw: Any) -> dict[str, str]:
-    return stay(
-        sid,
-        nid=who.nid,
-        name=who.name,
-        gender=who.gender,
-        birth=who.birth,
-        admitted=adm,
-        discharged=dis,
-        hospital=H[0],
-        **kw,
-    )
 
 
 def _world(root: Path) -> Settings:
@@ -158,14 +143,7 @@ def test_each_balance_is_shown_under_the_plan_that_recovered_most(tmp_path: Path
 def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        names = [
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-                "AND table_name <> 'schema_migrations' ORDER BY 1"
-            ).fetchall()
-        ]
-        out = {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+        out = every_table(con)
         out["columns"] = con.execute(
             "SELECT table_name, column_name, data_type, is_nullable "
             "FROM information_schema.columns "

@@ -209,24 +209,28 @@ def _valid(s: pl.Expr) -> pl.Expr:
     )
     # The date is checked with integers: polars' str.to_date("%Y%m%d") is lenient (it reads
     # "2024121" as 2024-12-01 and skips spaces) and pl.date() raises on 1900-02-29.
+    valid = f("shaped") & f("check_ok") & _a_birth_date(f("as_of_ymd"))
+    # null from an unparsable body or a null as_of: invalid
+    return s.struct.with_fields(valid=valid.fill_null(False))
+
+
+def _a_birth_date(as_of_ymd: pl.Expr | int) -> pl.Expr:
+    """The struct's ``year``, ``month``, ``day`` make a calendar date, and its ``ymd`` lies
+    between the earliest birth date accepted and ``as_of_ymd`` (YYYYMMDD)."""
+    f = pl.field
     leap = (f("year") % 4 == 0) & ((f("year") % 100 != 0) | (f("year") % 400 == 0))
-    s = s.struct.with_fields(
-        valid=(
-            f("shaped")
-            & f("check_ok")
-            & f("month").is_between(1, 12)
-            & f("day").is_between(
-                1,
-                pl.when(f("month") == 2)
-                .then(28 + leap.cast(pl.Int64))
-                .when(f("month").is_in([4, 6, 9, 11]))
-                .then(30)
-                .otherwise(31),
-            )
-            & f("ymd").is_between(_MIN_BIRTH_YMD, f("as_of_ymd"))
-        ).fill_null(False)  # null from an unparsable body or a null as_of: invalid
+    return (
+        f("month").is_between(1, 12)
+        & f("day").is_between(
+            1,
+            pl.when(f("month") == 2)
+            .then(28 + leap.cast(pl.Int64))
+            .when(f("month").is_in([4, 6, 9, 11]))
+            .then(30)
+            .otherwise(31),
+        )
+        & f("ymd").is_between(_MIN_BIRTH_YMD, as_of_ymd)
     )
-    return s
 
 
 def _birth_and_gender(s: pl.Expr) -> pl.Expr:
@@ -281,20 +285,10 @@ def canonical_validity(raw: pl.Expr, as_of: datetime.date) -> pl.Expr:
     s = s.struct.with_fields(
         year=f("ymd") // 10_000, month=f("ymd") // 100 % 100, day=f("ymd") % 100
     )
-    leap = (f("year") % 4 == 0) & ((f("year") % 100 != 0) | (f("year") % 400 == 0))
     valid = (
         f("shaped")
         & (f("remainder") == pl.when(f("x")).then(2).otherwise(1))
-        & f("month").is_between(1, 12)
-        & f("day").is_between(
-            1,
-            pl.when(f("month") == 2)
-            .then(28 + leap.cast(pl.Int64))
-            .when(f("month").is_in([4, 6, 9, 11]))
-            .then(30)
-            .otherwise(31),
-        )
-        & f("ymd").is_between(_MIN_BIRTH_YMD, as_of_ymd)
+        & _a_birth_date(as_of_ymd)
     ).fill_null(False)  # null text, or a body that is not a number: invalid
     return s.struct.with_fields(valid=valid).struct.field("valid")
 
