@@ -54,6 +54,16 @@ def table_as_made(migration: str, table: str, as_name: str) -> str:
     return sql[start : sql.index(";", start) + 1].replace(f"{table} (", f"{as_name} (", 1)
 
 
+def rebuild_as_made(con: duckdb.DuckDBPyConnection, migration: str, table: str) -> None:
+    """Rebuild ``table`` as ``migration`` made it (its key index back, if it had one), the rows
+    in the order they had: a table put back to before a later migration rebuilt it."""
+    old = f"{table}_as_made"
+    con.execute(table_as_made(migration, table, old))
+    con.execute(f"INSERT INTO {old} SELECT * FROM {table} ORDER BY rowid")
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"ALTER TABLE {old} RENAME TO {table}")
+
+
 def every_table(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows, sorted, by the table's name (all but ``schema_migrations``): how a
     test holds a migrated warehouse to one written with the migration."""

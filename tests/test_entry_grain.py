@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from samples import table_as_made
+from samples import rebuild_as_made
 from test_instruction_grain import _money, _night
 from test_night_scope import CROSSING, FIRST_NIGHT, check_equals_full_recompute, play
 
@@ -30,12 +30,8 @@ KEYED = (
 
 def _as_before_021(path: Path) -> None:
     """Put the ledger back as 003 made it (with its key), the rows in the order they had."""
-    create = table_as_made("003_money.sql", "ledger_entries", "entries_old")
     with open_warehouse(path) as con:
-        con.execute(create)
-        con.execute("INSERT INTO entries_old SELECT * FROM ledger_entries ORDER BY rowid")
-        con.execute("DROP TABLE ledger_entries")
-        con.execute("ALTER TABLE entries_old RENAME TO ledger_entries")
+        rebuild_as_made(con, "003_money.sql", "ledger_entries")
         con.execute("DELETE FROM schema_migrations WHERE version >= 21")
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from samples import table_as_made
+from samples import rebuild_as_made
 from test_night_scope import (
     CROSSING,
     FIRST_NIGHT,
@@ -51,14 +51,8 @@ KEYED = (
 def _as_before_014(path: Path) -> None:
     """Put the warehouse back as 013 left it: the instructions' table as 003 made it (with its
     key), the outcomes without their member key, the rows as they were."""
-    create = table_as_made("003_money.sql", "payment_instructions", "instructions_013")
     with open_warehouse(path) as con:
-        con.execute(create)
-        con.execute(
-            "INSERT INTO instructions_013 SELECT * FROM payment_instructions ORDER BY rowid"
-        )
-        con.execute("DROP TABLE payment_instructions")
-        con.execute("ALTER TABLE instructions_013 RENAME TO payment_instructions")
+        rebuild_as_made(con, "003_money.sql", "payment_instructions")
         con.execute("ALTER TABLE stay_outcomes DROP COLUMN member_key")
         con.execute("DROP TABLE warehouse_keys")
         con.execute("DELETE FROM schema_migrations WHERE version >= 14")

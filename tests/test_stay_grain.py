@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from samples import table_as_made
+from samples import rebuild_as_made
 from test_instruction_grain import _money, _night
 from test_night_scope import (
     CROSSING,
@@ -44,12 +44,8 @@ KEYED = (
 
 def _as_before_015(path: Path) -> None:
     """Put ``stays`` back as 001 made it (with its key), its rows as they were."""
-    create = table_as_made("001_foundation.sql", "stays", "stays_014")
     with open_warehouse(path) as con:
-        con.execute(create)
-        con.execute("INSERT INTO stays_014 SELECT * FROM stays ORDER BY rowid")
-        con.execute("DROP TABLE stays")
-        con.execute("ALTER TABLE stays_014 RENAME TO stays")
+        rebuild_as_made(con, "001_foundation.sql", "stays")
         con.execute("DELETE FROM schema_migrations WHERE version >= 15")
 
 
