@@ -36,11 +36,11 @@ def reconciliation(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def waiting(
-    con: duckdb.DuckDBPyConnection, at: datetime, stays_by_status: dict[str, int] | None = None
+    con: duckdb.DuckDBPyConnection, at: datetime, stays_by_status: dict[str, int]
 ) -> dict[str, Any]:
-    """What waits for a person after this run. ``stays_by_status``, when the caller has counted
-    the outcomes by status in the same transaction, gives the unmatched stays without another
-    scan of every outcome."""
+    """What waits for a person after this run. ``stays_by_status``: every outcome counted by
+    status in the same transaction (``runs.stays_by_status``), which gives the unmatched stays
+    without another scan of every outcome."""
     # items this run opened carry its transaction's timestamp (now() is the transaction start)
     opened = con.execute("SELECT count(*) FROM review_items WHERE opened_at = now()").fetchone()
     # one pass over the queue (a view over every stay's outcome): per reason, then summed
@@ -54,12 +54,6 @@ def waiting(
         min(opened_times) if opened_times else None,
         sum(int(r[3]) for r in by_reason),
     )
-    if stays_by_status is not None:
-        unmatched: Any = (stays_by_status.get("unmatched", 0),)
-    else:
-        unmatched = con.execute(
-            "SELECT count(*) FROM stay_outcomes WHERE status = 'unmatched'"
-        ).fetchone()
     # A member's recovery due is one balance across plans; it is shown under the plan that
     # recovered most from that member (kept beside the balance, migration 020), so that the
     # plans add up to the total.
@@ -80,7 +74,7 @@ def waiting(
         "review_by_reason": {str(r[0]): int(r[1]) for r in by_reason},
         "review_oldest_hours": age_hours,
         "review_at_stake_fen": queue[2],
-        "unmatched_pending": int(unmatched[0]) if unmatched else 0,
+        "unmatched_pending": stays_by_status.get("unmatched", 0),
         "recoveries_by_plan": {str(p): int(f) for p, _, f in outstanding},
         "recovery_members": sum(int(n) for _, n, _ in outstanding),
     }
