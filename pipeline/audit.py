@@ -87,6 +87,7 @@ def _verify(con: Connection, disk: list[audit.BatchOnDisk]) -> Verified:
     result.findings += audit.entry_grain(con)
     result.findings += audit.stay_grain(con)
     result.findings += audit.outcome_amounts(con)
+    result.findings += audit.member_numbers(con)
     result.findings += audit.recovery_plans(con)
     result.findings += audit.batch_findings(con, disk)
     row = con.execute(

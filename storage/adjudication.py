@@ -210,35 +210,51 @@ UNION SELECT national_id FROM ledger_balances l
       SEMI JOIN scope USING (hospital_code, settlement_id)
 """
 
-# Their outcomes, found by the member's integer key (migration 014: DuckDB filters the scan by
-# it before reading the other columns; joining every row's national_id cost a night more as
-# history grew), then checked by national_id (which a key shared by two people cannot pass)
-# and without the scope's own stays, on those few rows.
+# Their outcomes, found by the member's number (migration 022: the identity number as an
+# integer, one-to-one), which DuckDB filters inside the scan of ``stay_outcomes`` before reading
+# the other columns. ``national_id`` is taken from ``affected_people``, not read: decoding it in
+# every vector of the table (the night's people have stays in nearly all of them) was the most
+# expensive part of this read. A person whose identity number is not of the canonical form has
+# no number; their outcomes (none, as the snapshot's schema admits no such member) are read by
+# ``national_id`` (PEOPLE_ROWS_BY_ID_SQL).
 _PEOPLE_COLUMNS = """o.hospital_code, o.settlement_id, o.current_version, o.status, o.reason,
-       o.national_id, o.match_method, o.overlapped_stay, o.rowid AS outcome_rowid,
+       {national_id} AS national_id, o.match_method, o.overlapped_stay, o.rowid AS outcome_rowid,
        o.admission_date, o.discharge_date, year(o.discharge_date) AS benefit_year,
        o.current_version AS stay_version, o.record_type, o.self_pay_in_scope_fen,
        o.raw_by_plan"""
+# the statuses a covered stay can have, and the stay's facts as the outcome carries them (013)
+_PEOPLE_STATUSES = """(o.status IN ('not_covered', 'paid', 'zero_benefit')
+       OR (o.status = 'review' AND o.reason = 'overlap'))
+  AND o.discharge_date IS NOT NULL"""
 PEOPLE_ROWS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE people_rows AS
-SELECT {_PEOPLE_COLUMNS}
+SELECT {_PEOPLE_COLUMNS.format(national_id="a.national_id")}
 FROM stay_outcomes o
-WHERE o.member_key IN (SELECT hash(national_id) FROM affected_people)
-  AND (o.status IN ('not_covered', 'paid', 'zero_benefit')
-       OR (o.status = 'review' AND o.reason = 'overlap'))
-  AND o.discharge_date IS NOT NULL  -- the stay's facts, as the outcome carries them (013)
+JOIN (SELECT national_id, member_number(national_id) AS member_number FROM affected_people) a
+  USING (member_number)
+WHERE {_PEOPLE_STATUSES}
+"""
+UNNUMBERED_PEOPLE_SQL = (
+    "SELECT count(*) FROM affected_people WHERE member_number(national_id) IS NULL"
+)
+PEOPLE_ROWS_BY_ID_SQL = f"""
+INSERT INTO people_rows
+SELECT {_PEOPLE_COLUMNS.format(national_id="o.national_id")}
+FROM stay_outcomes o
+WHERE o.member_number IS NULL
+  AND o.national_id IN (SELECT national_id FROM affected_people
+                        WHERE member_number(national_id) IS NULL)
+  AND {_PEOPLE_STATUSES}
 """
 # A full recompute's scope is every stay: nobody has other stays.
 PEOPLE_ROWS_FULL_SQL = f"""
 CREATE OR REPLACE TEMP TABLE people_rows AS
-SELECT {_PEOPLE_COLUMNS} FROM stay_outcomes o WHERE false
+SELECT {_PEOPLE_COLUMNS.format(national_id="o.national_id")} FROM stay_outcomes o WHERE false
 """
 
 CALC_SQL = f"""
 CREATE OR REPLACE TEMP TABLE people_stays AS
-SELECT * FROM people_rows
-SEMI JOIN affected_people USING (national_id)
-ANTI JOIN scope USING (hospital_code, settlement_id);
+SELECT * FROM people_rows ANTI JOIN scope USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE scope_now AS
 SELECT n.hospital_code, n.settlement_id, n.national_id, s.admission_date, s.discharge_date
@@ -462,7 +478,7 @@ SELECT c.hospital_code, c.settlement_id, c.current_version,
     CASE WHEN c.match_status = 'matched' AND h.hospital_code IS NOT NULL THEN 'overlap'
          ELSE c.reason END AS reason,
     c.national_id, c.match_method, coalesce(h.overlapped_stay, '') AS overlapped_stay,
-    hash(c.national_id) AS member_key,  -- what CALC_SQL finds a member's outcomes by (014)
+    member_number(c.national_id) AS member_number,  -- what CALC_SQL finds them by (022)
     t.raw_by_plan  -- its targets' raw amounts: what a later night's cap prefix sums (016)
 FROM calc_match c
 LEFT JOIN calc_stays s USING (hospital_code, settlement_id)
@@ -609,26 +625,6 @@ def _add_snapshot_scope(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_SNAPSHOT_SCOPE)
 
 
-# The text whose hash migration 014 stored beside the member keys (``warehouse_keys``).
-KEY_CANARY = "claims member key"
-
-
-def rekey_if_needed(con: duckdb.DuckDBPyConnection) -> bool:
-    """Recompute every outcome's member key if this DuckDB hashes otherwise than the one that
-    wrote them (``hash`` is not promised to stay the same across versions): a stale key would
-    hide a member's other stays from a night. Inside the commit's transaction; a no-op (one
-    one-row read) while the hash is the same. Returns whether it rekeyed."""
-    same = con.execute(
-        "SELECT bool_and(hash_canary = hash($t)) FROM warehouse_keys", {"t": KEY_CANARY}
-    ).fetchone()
-    if same is not None and same[0]:
-        return False
-    con.execute("UPDATE stay_outcomes SET member_key = hash(national_id)")
-    con.execute("DELETE FROM warehouse_keys")
-    con.execute("INSERT INTO warehouse_keys VALUES (hash($t))", {"t": KEY_CANARY})
-    return True
-
-
 def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Drop a temporary table or view of that name (a full run makes a view, a night a table)."""
     found = con.execute(
@@ -666,8 +662,6 @@ def adjudicate(
     read-only connection).
     """
     _drop_temp(con, "scope_stays")
-    if write:
-        rekey_if_needed(con)
     if full:
         con.execute(
             """
@@ -699,6 +693,10 @@ def adjudicate(
     con.execute(MATCH_SQL)
     run_script(con, AFFECTED_PEOPLE_SQL)
     con.execute(PEOPLE_ROWS_FULL_SQL if full else PEOPLE_ROWS_SQL)
+    if not full:
+        unnumbered = con.execute(UNNUMBERED_PEOPLE_SQL).fetchone()
+        if unnumbered and unnumbered[0]:
+            con.execute(PEOPLE_ROWS_BY_ID_SQL)
     run_script(con, CALC_SQL)
     _drop_temp(con, "calc_stays")
     con.execute(CALC_STAYS_FULL_SQL if full else CALC_STAYS_SQL)

@@ -15,6 +15,8 @@ The checks run on a read-only connection and write only temporary tables.
 - ``stay_grain``: one ``stays`` row per stay (the table has no key index since migration 015;
   ``storage.staging`` keeps the grain);
 - ``outcome_amounts``: each outcome's carried raw amounts equal its plan targets';
+- ``member_number``: each outcome's member number is its national_id's (migration 022: what a
+  night finds a person's other outcomes by);
 - ``recovery_plan``: what each plan recovered from each member equals the ledger's recoveries,
   and each recovery balance is shown under the plan they give (migration 020);
 - ``seal_chain``: every run's entries still give its seal, and each seal links to the previous;
@@ -328,6 +330,31 @@ def outcome_amounts(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             "the next run would start an annual cap from a wrong sum: do not run; if the seal "
             "chain is intact, the carried amounts alone drifted (rebuild them from the targets: "
             "migration 016's INSERT); otherwise " + RESTORE,
+        )
+
+    return _capped(rows, int(total[0]) if total else 0, make)
+
+
+def member_numbers(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """Each outcome's ``member_number`` is ``member_number(national_id)`` (migration 022): a
+    night finds a person's other outcomes by it alone, so a wrong one hides a stay from the
+    person's annual cap and overlaps. One pass over the outcomes' two columns."""
+    query = """
+        SELECT hospital_code, settlement_id FROM stay_outcomes
+        WHERE member_number IS DISTINCT FROM member_number(national_id)
+    """
+    total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    rows = con.execute(f"{query} ORDER BY ALL LIMIT {SHOWN}").fetchall()
+
+    def make(hospital: str, settlement: str) -> Finding:
+        return Finding(
+            "member_number",
+            f"stay {hospital}/{settlement}",
+            "the member number its outcome carries is not its national_id's",
+            "a night would not find this stay among its person's other stays (annual cap, "
+            "overlaps): do not run; if the seal chain is intact, the numbers alone drifted "
+            "(rebuild them: `UPDATE stay_outcomes SET member_number = "
+            "member_number(national_id)`); otherwise " + RESTORE,
         )
 
     return _capped(rows, int(total[0]) if total else 0, make)

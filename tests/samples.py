@@ -75,3 +75,19 @@ def every_table(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...
         ).fetchall()
     ]
     return {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+
+
+def outcomes_as_before_022(con: duckdb.DuckDBPyConnection) -> None:
+    """Put ``stay_outcomes`` back as 016–021 left it: the hashed member key instead of the member
+    number, with 014's ``warehouse_keys``: how a test re-runs a migration before 022."""
+    con.execute(table_as_made("016_outcomes_carry_raw_amounts.sql", "stay_outcomes_016", "o_016"))
+    con.execute(
+        "INSERT INTO o_016 SELECT hospital_code, settlement_id, current_version, status, reason, "
+        "national_id, match_method, overlapped_stay, record_type, admission_date, discharge_date, "
+        "self_pay_in_scope_fen, hash(national_id), raw_by_plan FROM stay_outcomes ORDER BY rowid"
+    )
+    con.execute("DROP TABLE stay_outcomes")
+    con.execute("ALTER TABLE o_016 RENAME TO stay_outcomes")
+    con.execute("CREATE TABLE warehouse_keys (hash_canary UBIGINT NOT NULL)")
+    con.execute("INSERT INTO warehouse_keys VALUES (hash('claims member key'))")
+    con.execute("DROP MACRO member_number")

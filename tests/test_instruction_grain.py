@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from samples import rebuild_as_made
+from samples import outcomes_as_before_022, rebuild_as_made
 from test_night_scope import (
     CROSSING,
     FIRST_NIGHT,
@@ -53,6 +53,7 @@ def _as_before_014(path: Path) -> None:
     key), the outcomes without their member key, the rows as they were."""
     with open_warehouse(path) as con:
         rebuild_as_made(con, "003_money.sql", "payment_instructions")
+        outcomes_as_before_022(con)
         con.execute("ALTER TABLE stay_outcomes DROP COLUMN member_key")
         con.execute("DROP TABLE warehouse_keys")
         con.execute("DELETE FROM schema_migrations WHERE version >= 14")

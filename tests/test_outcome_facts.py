@@ -47,8 +47,9 @@ def _as_before_013(path: Path) -> None:
         con.execute("DROP TABLE stay_outcomes")
         con.execute("ALTER TABLE outcomes_012 RENAME TO stay_outcomes")
         con.execute(old_queue)
-        # 014 (applied again after 013) adds the member key to the outcomes 013 rebuilds
-        con.execute("DROP TABLE warehouse_keys")
+        # 014 (applied again after 013) adds the member key to the outcomes 013 rebuilds, and
+        # 022 replaces it with the member number (dropping 014's warehouse_keys)
+        con.execute("DROP TABLE IF EXISTS warehouse_keys")
         con.execute("DELETE FROM schema_migrations WHERE version >= 13")
 
 

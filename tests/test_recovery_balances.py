@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from samples import every_table
+from samples import every_table, outcomes_as_before_022
 from test_review import BED, RICH, _by_id, deliver, night, world
 
 from config.settings import Settings
@@ -92,6 +92,7 @@ def _as_before_016(path: Path) -> None:
     every member a paying night posted to (``post`` inserted one for each member with entries),
     and outcomes without the raw amounts of their targets."""
     with open_warehouse(path) as con:
+        outcomes_as_before_022(con)
         con.execute("ALTER TABLE stay_outcomes DROP COLUMN raw_by_plan")
         con.execute(
             "INSERT INTO recovery_balances (national_id, recovery_due_fen) "

@@ -94,8 +94,8 @@ def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: 
         # A stay in the warehouse: the load diffs only when there is something to re-match.
         con.execute(
             "INSERT INTO stay_outcomes (hospital_code, settlement_id, current_version, status, "
-            "reason, national_id, match_method, member_key) "
-            "VALUES ('H', 'S', 1, 'paid', '', 'P1', 'id', hash('P1'))"
+            "reason, national_id, match_method) "
+            "VALUES ('H', 'S', 1, 'paid', '', 'P1', 'id')"
         )
     with open_warehouse(warehouse) as con, transaction(con):
         before = con.sql(f"SELECT {COLUMNS} FROM enrollments").pl()

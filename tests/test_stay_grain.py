@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from samples import rebuild_as_made
+from samples import outcomes_as_before_022, rebuild_as_made
 from test_instruction_grain import _money, _night
 from test_night_scope import (
     CROSSING,
@@ -46,6 +46,7 @@ def _as_before_015(path: Path) -> None:
     """Put ``stays`` back as 001 made it (with its key), its rows as they were."""
     with open_warehouse(path) as con:
         rebuild_as_made(con, "001_foundation.sql", "stays")
+        outcomes_as_before_022(con)
         con.execute("DELETE FROM schema_migrations WHERE version >= 15")
 
 
