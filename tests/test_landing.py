@@ -28,6 +28,7 @@ from samples import discharge_row as row
 
 import synth
 from config.settings import Settings
+from landing import delivery as delivery_module
 from landing.delivery import Delivery, read_delivery
 from landing.errors import PartitionError
 from landing.partitions import DISCHARGES, Partition, discover
@@ -746,3 +747,54 @@ def test_failing_partitions_do_not_stop_the_rest_of_the_night(tmp_path: Path) ->
     assert sorted(stays) == sorted(["S1", "S2", "S3", *(r["settlement_id"] for r in good)])
     assert sorted(result.partitions["failed"]) == [f"{key}LIAR", f"{key}WIDE"]
     assert result.errors[f"{key}LIAR"].startswith("row_count:")
+
+
+# A large file is hashed on a thread while it is decoded (``_HASH_BESIDE_DECODE_BYTES``); the
+# tests below lower the threshold to 0 so that every file takes that road.
+@pytest.fixture
+def hashed_beside_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery_module, "_HASH_BESIDE_DECODE_BYTES", 0)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_hashed_beside_decode_reads_the_same_rows(
+    landing: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partition = deliver(landing, fmt=fmt)
+    first = read(partition).frame
+    monkeypatch.setattr(delivery_module, "_HASH_BESIDE_DECODE_BYTES", 0)
+
+    assert_frame_equal(read(partition).frame, first)
+
+
+@pytest.mark.usefixtures("hashed_beside_decode")
+def test_hashed_beside_decode_a_wrong_digest_still_fails_the_file(landing: Path) -> None:
+    partition = deliver(landing, fmt="parquet")
+    listed = manifest(partition)["files"][0]["sha256"]
+    amend_manifest(partition, files=[{**manifest(partition)["files"][0], "sha256": "ab" * 32}])
+
+    error = failure(partition)
+
+    assert error.check == "sha256"
+    assert listed[:12] in error.message and "abababababab" in error.message
+
+
+@pytest.mark.usefixtures("hashed_beside_decode")
+def test_hashed_beside_decode_an_unreadable_file_with_a_wrong_digest_fails_its_digest(
+    landing: Path,
+) -> None:
+    partition = deliver(landing, fmt="parquet")
+    path = replace_file(partition, "part-0001.parquet", b"PAR1" + os.urandom(64) + b"PAR1", 3)
+    path.write_bytes(b"PAR1" + os.urandom(64) + b"PAR1")  # other bytes than the manifest's
+
+    assert failure(partition).check == "sha256"
+
+
+@pytest.mark.usefixtures("hashed_beside_decode")
+def test_hashed_beside_decode_an_unreadable_file_with_its_digest_fails_as_unreadable(
+    landing: Path,
+) -> None:
+    partition = deliver(landing, fmt="parquet")
+    replace_file(partition, "part-0001.parquet", b"PAR1" + os.urandom(64) + b"PAR1", 3)
+
+    assert failure(partition).check == "parquet"
