@@ -4,10 +4,6 @@ transaction."""
 from __future__ import annotations
 
 import json
-import shutil
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,11 +60,7 @@ def commit(
         )
     work = Path(plan.work_dir)
     at = datetime.now(UTC)
-    with (
-        _removed_beside() as consumed,
-        open_warehouse(settings.warehouse) as con,
-        transaction(con),
-    ):
+    with open_warehouse(settings.warehouse) as con, transaction(con):
         staging.begin_commit(con)
         # A changed rules file or registry (staged by the plan) re-adjudicates everything.
         changed = [("plans", "plan_rules")] if plan.rules_changed else []
@@ -84,7 +76,7 @@ def commit(
         snapshot_loaded = False
         for v in validated:
             if v.partition.kind == ENROLLMENTS:
-                snapshot_loaded |= _commit_snapshot(con, plan, v, result, consumed)
+                snapshot_loaded |= _commit_snapshot(con, plan, v, result)
         _commit_discharges(
             con,
             settings,
@@ -131,46 +123,8 @@ def commit(
     return result
 
 
-class _Removals:
-    """Staged folders the commit has consumed, each removed on a thread of its own from the
-    moment it is handed over (``_removed_beside``)."""
-
-    def __init__(self) -> None:
-        self.threads: list[threading.Thread] = []
-
-    def remove(self, folder: Path) -> None:
-        thread = threading.Thread(
-            target=shutil.rmtree,
-            args=(folder,),
-            kwargs={"ignore_errors": True},
-            name="staged-removal",
-        )
-        thread.start()
-        self.threads.append(thread)
-
-
-@contextmanager
-def _removed_beside() -> Iterator[_Removals]:
-    """Staged folders removed while the commit goes on; the removals are over when the commit
-    is (committed or not).
-
-    A snapshot's staged slices are ~1.5 GB at 10 M enrolments: removing them frees that much
-    of the page cache, ~0.4 s of the system's time that ``cleanup`` spent after the commit
-    while nothing else ran (ADR 0025). Nothing reads them after the load: a run that fails
-    later validates again, in a staging folder of its own (``plan_run``)."""
-    removals = _Removals()
-    try:
-        yield removals
-    finally:
-        for thread in removals.threads:
-            thread.join()
-
-
-def _commit_snapshot(
-    con: Connection, plan: RunPlan, v: Validated, result: CommitResult, consumed: _Removals
-) -> bool:
-    """Load a validated snapshot, or record why not. Returns whether enrolment changed.
-    The staged slices it loaded go to ``consumed`` once loaded (``_removed_beside``)."""
+def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: CommitResult) -> bool:
+    """Load a validated snapshot, or record why not. Returns whether enrolment changed."""
     quarantine = _read_quarantine(v.quarantine_path)
     if v.status == "failed" or v.staged_path is None:
         staging.record_failure(
@@ -197,7 +151,6 @@ def _commit_snapshot(
         content_hash=v.content_hash or "",
         run_id=plan.run_id,
     )
-    consumed.remove(Path(v.staged_path))
     staging.record_success(
         con,
         kind=ENROLLMENTS,

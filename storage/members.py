@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from config.settings import duckdb_memory_limit, size_bytes
-from storage.warehouse import now, writing_behind
+from storage.warehouse import now
 
 if TYPE_CHECKING:
     import polars as pl
@@ -314,9 +314,8 @@ def load_snapshot(
         # (An aborted transaction refuses RESET: on failure ``transaction`` resets it after its
         # ROLLBACK.)
         con.execute("SET force_compression = 'uncompressed'")
-        with writing_behind(con):  # the ~2 GB they write reach the disk beside them
-            con.execute(f"INSERT INTO enrollments BY NAME {_CHAINS}")
-            con.execute(f"INSERT INTO members BY NAME {_MEMBERS}")
+        con.execute(f"INSERT INTO enrollments BY NAME {_CHAINS}")
+        con.execute(f"INSERT INTO members BY NAME {_MEMBERS}")
         con.execute("RESET force_compression")
         con.execute(_CHANGE_ROWS)  # and after
         con.execute(

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -201,63 +200,6 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
         raise
     con.execute("COMMIT")
-
-
-def _database_fd(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The descriptor DuckDB holds open on the connection's database file, where the system
-    lists a process's descriptors (``/proc/self/fd``); else None."""
-    row = con.execute(
-        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
-    if row is None or not row[0]:
-        return None  # in memory
-    target = os.path.realpath(str(row[0]))
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return None
-    for name in fds:
-        try:
-            if os.readlink(f"/proc/self/fd/{name}") == target:
-                return int(name)
-        except OSError:
-            continue
-    return None
-
-
-@contextmanager
-def writing_behind(con: duckdb.DuckDBPyConnection, every_s: float = 0.25) -> Iterator[None]:
-    """While the body writes much (a snapshot's inserts), write the file's new pages to disk as
-    they come, on a thread, instead of all at the COMMIT.
-
-    A large insert puts its row groups in the file as it goes, and the COMMIT waits for all of
-    them to reach the disk (``fdatasync``): ~1.9 GB at 10 M enrolments, about a second during
-    which nothing else runs (ADR 0025). Calling ``fdatasync`` on DuckDB's own descriptor every
-    ``every_s`` while the inserts run makes the disk write beside them. It changes what is on
-    disk only in when: nothing is committed by it, and a kill leaves what it left before. No
-    descriptor of the file is opened or closed here (closing one would release DuckDB's lock
-    on the file, a POSIX record lock); where none can be found, the body runs as it did.
-    """
-    fd = _database_fd(con)
-    if fd is None:
-        yield
-        return
-    stop = threading.Event()
-
-    def flush() -> None:
-        while not stop.wait(every_s):
-            try:
-                os.fdatasync(fd)
-            except OSError:
-                return  # the descriptor went away: the COMMIT writes what is left
-
-    flusher = threading.Thread(target=flush, name="warehouse-write-behind", daemon=True)
-    flusher.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        flusher.join()
 
 
 # The connection type, for code outside storage/ that passes a connection along.
