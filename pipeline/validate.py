@@ -178,9 +178,9 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
     Staged slices are written as ``staged/part-NNNN.arrow`` (Arrow IPC) for the warehouse to load
     in one statement, so memory does not grow with the snapshot beyond its raw text.
     """
-    # Here, not at the top: the models bring pandera, which a night without a snapshot
-    # does without.
-    from schemas import enrollment as enrollment_schema
+    # Here, not at the top: a night without a snapshot does without them. The models (and
+    # pandera) come only with a suspect row (``transforms.enrollments._judge``).
+    from schemas import enrollment_columns as enrollment_schema
     from transforms import enrollments
 
     content_hash: str | None = None

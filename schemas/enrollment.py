@@ -8,7 +8,8 @@ from pandera.api.polars.types import PolarsData
 from pandera.typing.polars import Series
 
 from schemas import checks
-from schemas.checks import col, columns_of, passes, rule
+from schemas import enrollment_columns as _columns
+from schemas.checks import col, passes, rule
 from schemas.reference import PLAN_CODES
 
 
@@ -26,10 +27,12 @@ class EnrollmentRecord(pa.DataFrameModel):
     payee_account: Series[str] = pa.Field(nullable=True)
 
 
-COLUMNS = columns_of(EnrollmentRecord)
-OPTIONAL = ("coverage_end",)
-REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
-DATES = ("birth_date", "coverage_start", "coverage_end")
+# Declared without pandera in ``schemas.enrollment_columns`` (a clean snapshot's validation
+# needs them, not the models); ``tests/test_lazy_imports.py`` holds them to the model.
+COLUMNS = _columns.COLUMNS
+OPTIONAL = _columns.OPTIONAL
+REQUIRED = _columns.REQUIRED
+DATES = _columns.DATES
 
 
 class RawEnrollment(EnrollmentRecord):

@@ -21,12 +21,12 @@ from typing import Any
 
 import polars as pl
 import pytest
-from test_flows import build_landing, night, query
+from test_flows import SNAPSHOT, build_landing, night, population, query
 
 import pipeline
 import synth
 from config.settings import Settings
-from schemas import discharge, discharge_columns
+from schemas import discharge, discharge_columns, enrollment, enrollment_columns
 from schemas.checks import columns_of
 from schemas.reference import Hospital, PlanRule
 from transforms import reference
@@ -48,6 +48,32 @@ def test_the_discharge_columns_are_the_models() -> None:
     assert columns_of(discharge.DischargeRecord) == discharge_columns.COLUMNS
     assert model_schema(discharge.StagedDischarge) == discharge_columns.STAGED_SCHEMA
     assert columns_of(discharge.StagedDischarge) == discharge_columns.STAGED_COLUMNS
+
+
+def test_the_enrollment_columns_are_the_models() -> None:
+    assert columns_of(enrollment.EnrollmentRecord) == enrollment_columns.COLUMNS
+    assert model_schema(enrollment.StagedEnrollment) == enrollment_columns.STAGED_SCHEMA
+    assert columns_of(enrollment.StagedEnrollment) == enrollment_columns.STAGED_COLUMNS
+    assert (enrollment.REQUIRED, enrollment.OPTIONAL, enrollment.DATES) == (
+        enrollment_columns.REQUIRED,
+        enrollment_columns.OPTIONAL,
+        enrollment_columns.DATES,
+    )
+
+
+def test_a_staged_enrolment_frame_of_another_schema_is_refused() -> None:
+    from transforms.enrollments import _check_staged
+
+    good = pl.DataFrame(schema=enrollment_columns.STAGED_SCHEMA)
+    _check_staged(good)
+    for wrong in (
+        good.with_columns(pl.col("birth_date").cast(pl.String)),
+        good.drop("member_name_norm"),
+        good.select(reversed(enrollment_columns.STAGED_COLUMNS)),
+        good.with_columns(pl.lit(1).alias("extra")),
+    ):
+        with pytest.raises(RuntimeError, match="staged enrolment rows"):
+            _check_staged(wrong)
 
 
 def test_the_reference_schemas_are_the_models() -> None:
@@ -302,3 +328,25 @@ def test_a_typed_parquet_night_neither_but_a_bad_row_needs_pandera(
         [f"feed_date={next_day.isoformat()}/%"],
     )
     assert rows[0][0] > 0
+
+
+def test_a_clean_snapshot_does_not_import_pandera_but_a_bad_row_does(tmp_path: Path) -> None:
+    landing = build_landing(tmp_path, nights=0)
+    got = night_in_a_process(landing.settings, SNAPSHOT)
+    assert got["modules"] == []
+    assert got["succeeded"] == 1 and got["quarantined"] == 0
+
+    later = SNAPSHOT + timedelta(days=1)
+    enrollments = population().enrollments
+    bad = enrollments.with_columns(
+        gender=pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("X")).otherwise("gender")
+    )
+    synth.write_snapshot(landing.settings.landing, later, bad)
+    got = night_in_a_process(landing.settings, later)
+    assert "pandera" in got["modules"] and got["quarantined"] == 1
+    rows = query(
+        landing.settings.warehouse,
+        "SELECT rule FROM quarantine_rows WHERE partition_key = ?",
+        [f"snapshot_date={later.isoformat()}"],
+    )
+    assert rows == [("invalid_value",)]

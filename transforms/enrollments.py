@@ -17,29 +17,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
 
 from landing.readers import READ_ERROR
-from schemas.checks import columns_of
-from schemas.enrollment import (
-    COLUMNS,
-    DATES,
-    REQUIRED,
-    ParsedEnrollment,
-    RawEnrollment,
-    StagedEnrollment,
-)
+from schemas.codes import PLAN_CODES
+from schemas.enrollment_columns import COLUMNS, DATES, REQUIRED, STAGED_COLUMNS, STAGED_SCHEMA
 from schemas.notation import CONTROL_RE, parse_date
 from schemas.quarantine import combine, empty_quarantine, failures_to_quarantine
-from schemas.reference import PLAN_CODES
 from transforms.identity import canonical_validity, with_id_columns
 from transforms.names import normalized_names
 
+if TYPE_CHECKING:
+    import pandera.polars as pa
+
 SLICE_ROWS = 1_000_000
 REPEATED_ID = "is_repeated_id"
-STAGED_COLUMNS = columns_of(StagedEnrollment)
 
 
 @dataclass
@@ -54,9 +48,11 @@ class ValidatedSnapshot:
 
 
 def _validate(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
+    from pandera.errors import SchemaErrors
+
     try:
         model.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as errors:
+    except SchemaErrors as errors:
         return failures_to_quarantine(
             errors,
             frame,
@@ -115,12 +111,25 @@ def validate_enrollments(raw: pl.DataFrame, *, snapshot_date: date) -> Validated
     del screened
     staged = _staged(clean)
     if not suspects.height:
-        StagedEnrollment.validate(staged.lazy())  # names and types only (see _staged)
+        _check_staged(staged)
         return ValidatedSnapshot(staged, empty_quarantine(), raw.height)
     judged = _judge(_as_text(suspects), snapshot_date)
     staged = pl.concat([staged, judged.staged])
-    StagedEnrollment.validate(staged.lazy())
+    _check_staged(staged)
     return ValidatedSnapshot(staged, judged.quarantine, raw.height)
+
+
+def _check_staged(staged: pl.DataFrame) -> None:
+    """A staged frame of other names, order or types than ``StagedEnrollment``'s is our bug:
+    fail loudly rather than store it. Its rows' values were checked by the screen or by the
+    models (``_staged``), so this compares the schema only, as a pandera call on a lazy frame
+    did, without importing pandera for a snapshot whose every row the screen passes."""
+    if staged.schema != STAGED_SCHEMA:
+        found = {n: str(t) for n, t in staged.schema.items() if STAGED_SCHEMA.get(n) != t}
+        raise RuntimeError(
+            f"staged enrolment rows do not have the staged schema: columns {list(staged.schema)}"
+            f", differing types {found}"
+        )
 
 
 _SUSPECT = "_suspect"
@@ -193,6 +202,9 @@ def _staged(parsed: pl.DataFrame) -> pl.DataFrame:
 def _judge(raw: pl.DataFrame, snapshot_date: date) -> ValidatedSnapshot:
     """The models' verdict on rows as text: quarantine rows with their messages, and the rows
     that pass after all staged."""
+    # Here, not at the top: pandera (the models) only where a suspect row needs it.
+    from schemas.enrollment import ParsedEnrollment, RawEnrollment
+
     present = [c for c in COLUMNS if c in raw.columns]
     line_failures = raw.filter(pl.col(READ_ERROR).is_not_null()).select(
         "row_number", rule=pl.lit("invalid_value"), message=pl.col(READ_ERROR)
