@@ -6,6 +6,7 @@
     python -m benchmarks.profile snapshot-phases --landing L --warehouse NEW --outbox O --date D
     python -m benchmarks.profile chains --staged FILE
     python -m benchmarks.profile flow-gaps --landing L --warehouse W --from D1 --to D2
+    python -m benchmarks.profile chunk-statements --landing L --warehouse W --from D1 --to D2
 
 ``dates`` runs ``run_local`` per feed date (as ``claims backfill`` commits) and splits each date's
 CPU and wall time over the pipeline's stages; ``partitions`` splits the validation of discharge
@@ -14,7 +15,11 @@ write and warehouse load; ``snapshot-phases`` splits a snapshot run's wall and C
 its phases (the read, the repeated ids, each slice's screen and staging, the load's polars
 steps, the commit); ``flow-gaps`` times what ``claims backfill``'s flow spends outside
 the dates' work; ``chains`` times ``storage.members``'s coverage-chain SQL against the
-rewrite proposed in the analysis, on a staged snapshot, and checks they give the same rows.
+rewrite proposed in the analysis, on a staged snapshot, and checks they give the same rows;
+``chunk-statements`` runs ``backfill_local`` and counts, for every DuckDB statement and every
+chunk's commit, what the process spent: wall, user and system CPU, minor page faults and bytes
+read and written through system calls (``/proc/self/io``: a block the buffer pool evicted and
+reads again shows there), with the warehouse's memory by tag after each commit (ADR 0027).
 Production functions are wrapped for timing, never changed. For a call tree, use pyinstrument:
 ``python -m pyinstrument -r text -m benchmarks.steps local --landing … --date …``.
 """
@@ -24,6 +29,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
+import resource
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -342,6 +350,124 @@ def flow_gaps(args: argparse.Namespace) -> None:
     print(f"after the last date (report, flow end) {finished - ends[-1]:.1f} s")
 
 
+_COUNTS = ("wall", "user", "sys", "minflt", "rchar", "wchar")
+
+
+def _counts() -> tuple[float, ...]:
+    """This process's (wall, user, sys, minor faults, rchar, wchar) so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    io = dict(line.split(":") for line in Path("/proc/self/io").read_text().splitlines())
+    return (
+        time.perf_counter(),
+        usage.ru_utime,
+        usage.ru_stime,
+        float(usage.ru_minflt),
+        float(io["rchar"]),
+        float(io["wchar"]),
+    )
+
+
+def _delta(before: tuple[float, ...]) -> dict[str, float]:
+    return {name: now - then for name, now, then in zip(_COUNTS, _counts(), before, strict=True)}
+
+
+def _caller(repo: str) -> str:
+    """The project's function (module.function:line) that ran the statement."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(repo) and "/.venv/" not in name and "/benchmarks/" not in name:
+            return f"{Path(name).stem}.{frame.f_code.co_name}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "?"
+
+
+class _Counted:
+    """A DuckDB connection whose statements are counted into ``records``."""
+
+    def __init__(self, con: Any, records: list[dict[str, Any]], repo: str) -> None:
+        self._con, self._records, self._repo = con, records, repo
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._con, name)
+        if name not in ("execute", "sql", "executemany"):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            before = _counts()
+            result = attr(*args, **kwargs)
+            sql = args[0] if args and isinstance(args[0], str) else ""
+            self._records.append(
+                {"at": _caller(self._repo), "sql": " ".join(sql.split())[:80], **_delta(before)}
+            )
+            return result
+
+        return counted
+
+
+def chunk_statements(args: argparse.Namespace) -> None:
+    """Per statement and per commit: CPU, page faults and I/O of a chunked backfill."""
+    import duckdb
+
+    import pipeline
+    import pipeline.sequence as sequence
+    import storage.warehouse as warehouse
+    from config.settings import Settings
+
+    repo = str(Path(__file__).resolve().parent.parent) + "/"
+    records: list[dict[str, Any]] = []
+    commits: list[dict[str, Any]] = []
+    connect = duckdb.connect
+
+    def counted_connect(*a: Any, **k: Any) -> Any:
+        return _Counted(connect(*a, **k), records, repo)
+
+    warehouse.duckdb.connect = counted_connect  # type: ignore[assignment]
+    commit = sequence.commit
+
+    def counted_commit(*a: Any, **k: Any) -> Any:
+        first, before = len(records), _counts()
+        result = commit(*a, **k)
+        done = _delta(before)
+        session = next(iter(warehouse._sessions.values()), None)
+        memory = []
+        if session is not None and session.con is not None:
+            memory = session.con.sql(
+                "SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0"
+            ).fetchall()
+        commits.append({"statements": (first, len(records)), **done, "memory": memory})
+        print(
+            f"commit {len(commits)}: CPU {done['user'] + done['sys']:.2f} s "
+            f"(sys {done['sys']:.2f}), {done['minflt'] / 1e3:.0f}k faults, "
+            f"{done['rchar'] / 1e6:.0f} MB read, wall {done['wall']:.2f} s",
+            flush=True,
+        )
+        return result
+
+    sequence.commit = counted_commit  # type: ignore[assignment]
+    settings = Settings.build(Path(args.landing), Path(args.warehouse), Path(args.outbox))
+    before = _counts()
+    pipeline.backfill_local(
+        settings,
+        date.fromisoformat(args.date_from),
+        date.fromisoformat(args.date_to),
+        chunk_days=args.chunk_days,
+    )
+    total = _delta(before)
+    by_caller: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for record in records:
+        by_caller[record["at"]][0] += record["user"] + record["sys"]
+        by_caller[record["at"]][1] += record["minflt"]
+    cpu_s = total["user"] + total["sys"]
+    print(f"whole run: CPU {cpu_s:.2f} s, {total['minflt'] / 1e3:.0f}k faults")
+    for at, (cpu, faults) in sorted(by_caller.items(), key=lambda kv: -kv[1][0])[:15]:
+        print(f"  {at:<48} {cpu:6.2f} s  {faults / 1e3:5.0f}k faults")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"total": total, "commits": commits, "statements": records}, default=str)
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -377,6 +503,15 @@ def main() -> None:
     p.set_defaults(fn=chains)
     p.add_argument("--staged", required=True, help="a staged snapshot Parquet file")
     p.add_argument("--repeats", type=int, default=3)
+    p = sub.add_parser("chunk-statements")
+    p.set_defaults(fn=chunk_statements)
+    p.add_argument("--landing", required=True)
+    p.add_argument("--warehouse", required=True, help="a copy of a warehouse with the snapshot")
+    p.add_argument("--outbox", required=True, help="the copy's outbox")
+    p.add_argument("--from", dest="date_from", required=True)
+    p.add_argument("--to", dest="date_to", required=True)
+    p.add_argument("--chunk-days", type=int, default=31)
+    p.add_argument("--json", help="write every statement's counts here")
     args = parser.parse_args()
     args.fn(args)
 
