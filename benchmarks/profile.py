@@ -372,11 +372,13 @@ def _delta(before: tuple[float, ...]) -> dict[str, float]:
 
 
 def _caller(repo: str) -> str:
-    """The project's function (module.function:line) that ran the statement."""
+    """The project's function (module.function:line) that ran the statement; a script's
+    statements are named after the line that ran the script, not ``sql.run_script``."""
     frame = sys._getframe(2)
+    skip = ("/.venv/", "/benchmarks/", "/storage/sql.py")
     while frame is not None:
         name = frame.f_code.co_filename
-        if name.startswith(repo) and "/.venv/" not in name and "/benchmarks/" not in name:
+        if name.startswith(repo) and not any(part in name for part in skip):
             return f"{Path(name).stem}.{frame.f_code.co_name}:{frame.f_lineno}"
         frame = frame.f_back
     return "?"
