@@ -38,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 Totals = defaultdict[str, list[float]]
@@ -374,7 +375,7 @@ def _delta(before: tuple[float, ...]) -> dict[str, float]:
 def _caller(repo: str) -> str:
     """The project's function (module.function:line) that ran the statement; a script's
     statements are named after the line that ran the script, not ``sql.run_script``."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     skip = ("/.venv/", "/benchmarks/", "/storage/sql.py")
     while frame is not None:
         name = frame.f_code.co_filename
@@ -424,7 +425,7 @@ def chunk_statements(args: argparse.Namespace) -> None:
     def counted_connect(*a: Any, **k: Any) -> Any:
         return _Counted(connect(*a, **k), records, repo)
 
-    warehouse.duckdb.connect = counted_connect  # type: ignore[assignment]
+    warehouse.duckdb.connect = counted_connect
     commit = sequence.commit
 
     def counted_commit(*a: Any, **k: Any) -> Any:
@@ -446,7 +447,7 @@ def chunk_statements(args: argparse.Namespace) -> None:
         )
         return result
 
-    sequence.commit = counted_commit  # type: ignore[assignment]
+    sequence.commit = counted_commit
     settings = Settings.build(Path(args.landing), Path(args.warehouse), Path(args.outbox))
     before = _counts()
     pipeline.backfill_local(
