@@ -28,7 +28,7 @@ _ENROLMENT_COLUMNS = (
 )
 # The chains' starts are computed before the insert (``derive``), so the enrolments are
 # the staged rows as they are: one scan, no window, no sort in DuckDB.
-_CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start FROM staged_enrollments"
+_CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint FROM staged_enrollments"
 
 # A person's attributes come from their latest enrolment (by coverage_start, then
 # enrollment_id), flagged ``latest`` before the insert (``derive``): the members are the
@@ -220,13 +220,21 @@ def _derive(
 # differences over whole rows (a quarter of the CPU; a join on every column held whole rows
 # and outgrew the memory cap at full scale). A change that kept its row's fingerprint would go
 # unseen: for 64-bit hashes, odds of ~5e-20 per changed row.
+#
+# The snapshot in effect's fingerprints are those its load kept (``enrollments.fingerprint``,
+# migration 023, computed by ``fingerprints``), so the diff hashes the new side only, once, for
+# the diff and for the next one (ADR 0026). They are compared only when the kept canary says
+# they were computed the way this process computes them (the same polars hash); otherwise (a
+# warehouse from before 023, another polars) both sides are hashed here by DuckDB, as before.
+# An old row without a fingerprint (NULL) never equals a new one: its person counts as changed.
 SNAPSHOT_CHANGES = "snapshot_changes"
 _FINGERPRINTS = f"SELECT enrollment_id, national_id, hash({_ENROLMENT_COLUMNS}) AS fingerprint"
-_CHANGED_PEOPLE = f"""
+_KEPT_FINGERPRINTS = "SELECT enrollment_id, national_id, fingerprint"
+_CHANGED_PEOPLE = """
 CREATE OR REPLACE TEMP TABLE snapshot_changed_people AS
 SELECT DISTINCT coalesce(o.national_id, n.national_id) AS national_id
-FROM ({_FINGERPRINTS} FROM enrollments) o
-FULL JOIN ({_FINGERPRINTS} FROM staged_enrollments) n
+FROM ({fingerprints} FROM enrollments) o
+FULL JOIN ({fingerprints} FROM staged_enrollments) n
     ON o.enrollment_id = n.enrollment_id AND o.fingerprint = n.fingerprint
 WHERE o.enrollment_id IS NULL OR n.enrollment_id IS NULL
 """
@@ -235,6 +243,76 @@ INSERT INTO {SNAPSHOT_CHANGES}
 SELECT national_id, member_name_norm, birth_date, gender
 FROM members SEMI JOIN snapshot_changed_people USING (national_id)
 """
+
+# The columns a fingerprint covers, as polars types: every column of the staged row (the
+# contract's, normalised), cast so that the hash depends on the values alone.
+_FINGERPRINT_TYPES = {
+    "enrollment_id": "String",
+    "national_id": "String",
+    "member_name": "String",
+    "member_name_norm": "String",
+    "gender": "String",
+    "birth_date": "Date",
+    "plan_code": "String",
+    "coverage_start": "Date",
+    "coverage_end": "Date",
+    "payee_account": "String",
+}
+# The row whose fingerprint is kept beside the fingerprints (``fingerprint_keys``): a process
+# that hashes it otherwise (another polars) cannot compare its fingerprints with the kept ones.
+_CANARY_ROW = {
+    "enrollment_id": "E1",
+    "national_id": "11010119500101001X",
+    "member_name": "张 伟",
+    "member_name_norm": "张伟",
+    "gender": "M",
+    "birth_date": date(1950, 1, 1),
+    "plan_code": "WORKER_MUTUAL",
+    "coverage_start": date(2020, 1, 1),
+    "coverage_end": None,
+    "payee_account": "6222000000000000",
+}
+_FINGERPRINT_BATCH = 1 << 20
+
+
+def _row_hashes(frame: pl.DataFrame) -> pl.Series:
+    import polars as pl
+
+    return frame.select(
+        pl.col(c).cast(getattr(pl, t)) for c, t in _FINGERPRINT_TYPES.items()
+    ).hash_rows()
+
+
+def fingerprint_canary() -> int:
+    """This process's fingerprint of a fixed row (``_CANARY_ROW``)."""
+    import polars as pl
+
+    frame = pl.DataFrame(
+        [_CANARY_ROW], schema={c: getattr(pl, t) for c, t in _FINGERPRINT_TYPES.items()}
+    )
+    return int(_row_hashes(frame).item())
+
+
+def fingerprints(rows: pa.Table, *, batch: int = _FINGERPRINT_BATCH) -> pa.Table:
+    """The staged rows with ``fingerprint``: a 64-bit hash of the row's enrolment columns
+    (polars' ``hash_rows``), kept in ``enrollments`` for the next snapshot's diff.
+
+    Hashed a million rows at a time: only those rows' strings are converted to polars at once
+    (the whole table's would be ~1 GB beside the mapped slices at 10 M enrolments)."""
+    import polars as pl
+
+    parts = []
+    for part in rows.select(list(_FINGERPRINT_TYPES)).to_batches(max_chunksize=batch):
+        frame = pl.from_arrow(part)
+        assert isinstance(frame, pl.DataFrame)
+        parts.append(_row_hashes(frame).to_arrow())
+    return rows.append_column("fingerprint", pa.chunked_array(parts, pa.uint64()))
+
+
+def _changed_people(con: duckdb.DuckDBPyConnection, canary: int) -> None:
+    """``snapshot_changed_people``: the diff, on the kept fingerprints when they compare."""
+    kept = con.execute("SELECT hash_canary FROM fingerprint_keys").fetchall() == [(canary,)]
+    con.execute(_CHANGED_PEOPLE.format(fingerprints=_KEPT_FINGERPRINTS if kept else _FINGERPRINTS))
 
 
 def _start_changes(con: duckdb.DuckDBPyConnection) -> None:
@@ -285,7 +363,8 @@ def load_snapshot(
     run_id: str,
 ) -> int:
     """Replace enrolment with the staged snapshot's slices (inside the transaction)."""
-    rows = derive(repeat_flags(staged_snapshot(staged)))
+    rows = fingerprints(derive(repeat_flags(staged_snapshot(staged))))
+    canary = fingerprint_canary()
     con.register("staged_enrollments", rows)
     # The mapped slices are this process's memory too (~1.5 GB at 10 M enrolments, resident once
     # read), which DuckDB's cap does not count: for the load DuckDB gets the cap less their
@@ -302,7 +381,7 @@ def load_snapshot(
             "SELECT EXISTS (SELECT 1 FROM stays) OR EXISTS (SELECT 1 FROM stay_outcomes)"
         ).fetchone()
         if diff is not None and diff[0]:
-            con.execute(_CHANGED_PEOPLE)
+            _changed_people(con, canary)
         else:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE snapshot_changed_people (national_id VARCHAR)"
@@ -323,6 +402,8 @@ def load_snapshot(
             "FROM snapshot_changed_people"  # people who left or came, whatever their demographics
         )
         con.execute("DROP TABLE snapshot_changed_people")
+        con.execute("DELETE FROM fingerprint_keys")  # how the fingerprints just kept were made
+        con.execute("INSERT INTO fingerprint_keys VALUES ($c)", {"c": canary})
         count = con.execute("SELECT count(*) FROM enrollments").fetchone()[0]  # type: ignore[index]
         con.execute("DELETE FROM current_snapshot")
         con.execute(

@@ -1,5 +1,7 @@
 """The snapshot load's diff: one join on enrollment_id finds exactly the people whose enrolment
-rows differ in any column, as two set differences over whole rows do (issue 16)."""
+rows differ in any column, as two set differences over whole rows do (issue 16), on the
+fingerprints the load before kept (migration 023) or, when they cannot be compared (a warehouse
+from before 023, another way of hashing), on both sides hashed anew."""
 
 from __future__ import annotations
 
@@ -9,9 +11,16 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pytest
 
-from storage.members import SNAPSHOT_CHANGES, load_budget, load_snapshot
+from storage.members import (
+    SNAPSHOT_CHANGES,
+    fingerprint_canary,
+    fingerprints,
+    load_budget,
+    load_snapshot,
+)
 from storage.warehouse import open_warehouse, transaction
 from transforms.enrollments import STAGED_COLUMNS
 
@@ -62,13 +71,16 @@ def _changed(rows: list[dict[str, object]], rng: random.Random) -> list[dict[str
     return out
 
 
-def _stage(folder: Path, rows: list[dict[str, object]], slices: int) -> Path:
-    folder.mkdir(parents=True)
-    schema = {
+def _schema() -> dict[str, type[pl.DataType]]:
+    return {
         c: pl.Date if c.endswith(("_date", "_start", "_end")) else pl.String
         for c in COLUMNS.split(", ")
     }
-    frame = pl.DataFrame(rows, schema=schema).select(STAGED_COLUMNS)
+
+
+def _stage(folder: Path, rows: list[dict[str, object]], slices: int) -> Path:
+    folder.mkdir(parents=True)
+    frame = pl.DataFrame(rows, schema=_schema()).select(STAGED_COLUMNS)
     size = max(1, -(-frame.height // slices))
     for i in range(slices):
         frame.slice(i * size, size).write_ipc(
@@ -77,16 +89,29 @@ def _stage(folder: Path, rows: list[dict[str, object]], slices: int) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: int) -> None:
-    rng = random.Random(seed)
-    old = [_row(i, rng.randrange(50), rng) for i in range(200)]
-    new = _changed(old, rng)
+def fingerprints_of(
+    rows: list[dict[str, object]], *, large: bool = False, batch: int = 1 << 20
+) -> list[int]:
+    frame = pl.DataFrame(rows, schema=_schema()).select(STAGED_COLUMNS)
+    table = frame.to_arrow()
+    if large:
+        table = table.cast(
+            pa.schema(
+                pa.field(f.name, pa.large_string())
+                if pa.types.is_string(f.type) or pa.types.is_string_view(f.type)
+                else f
+                for f in table.schema
+            )
+        )
+    return fingerprints(table, batch=batch).column("fingerprint").to_pylist()
+
+
+def _first_load(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
     warehouse = tmp_path / "w.duckdb"
     with open_warehouse(warehouse) as con, transaction(con):
         load_snapshot(
             con,
-            staged=_stage(tmp_path / "a", old, 1),
+            staged=_stage(tmp_path / "a", rows, 1),
             snapshot_date=date(2025, 1, 1),
             content_hash="a",
             run_id="r1",
@@ -97,6 +122,14 @@ def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: 
             "reason, national_id, match_method) "
             "VALUES ('H', 'S', 1, 'paid', '', 'P1', 'id')"
         )
+    return warehouse
+
+
+def _diff(
+    warehouse: Path, folder: Path, new: list[dict[str, object]], day: date
+) -> tuple[set[str], set[object]]:
+    """Load ``new`` over the snapshot in effect: (the people it names, the people two set
+    differences over whole rows name)."""
     with open_warehouse(warehouse) as con, transaction(con):
         before = con.sql(f"SELECT {COLUMNS} FROM enrollments").pl()
         after = pl.DataFrame(new, schema=before.schema).select(STAGED_COLUMNS)
@@ -112,18 +145,107 @@ def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: 
         }
         load_snapshot(
             con,
-            staged=_stage(tmp_path / "b", new, 3),
-            snapshot_date=date(2025, 2, 1),
-            content_hash="b",
-            run_id="r2",
+            staged=_stage(folder, new, 3),
+            snapshot_date=day,
+            content_hash=folder.name,
+            run_id=folder.name,
         )
         found = con.sql(f"SELECT DISTINCT national_id FROM {SNAPSHOT_CHANGES}").fetchall()
         loaded = con.sql(f"SELECT {COLUMNS} FROM enrollments").pl()
         members = con.sql("SELECT count(*) FROM members").fetchall()[0]
-    assert expected, "the random changes changed somebody"
-    assert {r[0] for r in found} == expected
+        kept = con.sql("SELECT count(*) FROM enrollments WHERE fingerprint IS NULL").fetchall()
+        canary = con.sql("SELECT hash_canary FROM fingerprint_keys").fetchall()
     assert loaded.sort("enrollment_id").equals(after.sort("enrollment_id"))
     assert members == (after.get_column("national_id").n_unique(),)
+    assert kept == [(0,)] and canary == [(fingerprint_canary(),)]  # kept for the next diff
+    return {r[0] for r in found}, expected
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    old = [_row(i, rng.randrange(50), rng) for i in range(200)]
+    warehouse = _first_load(tmp_path, old)
+    second = _changed(old, rng)
+    found, expected = _diff(warehouse, tmp_path / "b", second, date(2025, 2, 1))
+    assert expected, "the random changes changed somebody"
+    assert found == expected
+    # and again, on the fingerprints the second load kept
+    found, expected = _diff(warehouse, tmp_path / "c", _changed(second, rng), date(2025, 3, 1))
+    assert expected and found == expected
+
+
+def _as_before_023(warehouse: Path) -> None:
+    """Put ``enrollments`` back as 002 made it (no fingerprints), and forget migration 023."""
+    with open_warehouse(warehouse) as con:
+        con.execute("ALTER TABLE enrollments DROP COLUMN fingerprint")
+        con.execute("DROP TABLE fingerprint_keys")
+        con.execute("DELETE FROM schema_migrations WHERE version = 23")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_warehouse_from_before_023_diffs_as_it_did_then_keeps_fingerprints(
+    tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    old = [_row(i, rng.randrange(50), rng) for i in range(200)]
+    warehouse = _first_load(tmp_path, old)
+    _as_before_023(warehouse)
+    with open_warehouse(warehouse) as con:  # migrates
+        assert con.sql("SELECT count(fingerprint) FROM enrollments").fetchall() == [(0,)]
+        assert con.sql("SELECT count(*) FROM fingerprint_keys").fetchall() == [(0,)]
+        assert con.sql("SELECT count(*) FROM enrollments").fetchall() == [(len(old),)]
+    second = _changed(old, rng)
+    found, expected = _diff(warehouse, tmp_path / "b", second, date(2025, 2, 1))
+    assert expected and found == expected  # not everyone: the old side was hashed anew
+    found, expected = _diff(warehouse, tmp_path / "c", _changed(second, rng), date(2025, 3, 1))
+    assert expected and found == expected
+
+
+def _spoil(warehouse: Path, enrollment_id: str, *, canary: bool) -> None:
+    """A kept fingerprint that no longer fits its row; with ``canary``, also a canary that says
+    the fingerprints were made some other way."""
+    with open_warehouse(warehouse) as con:
+        con.execute(
+            "UPDATE enrollments SET fingerprint = fingerprint + 1 WHERE enrollment_id = $e",
+            {"e": enrollment_id},
+        )
+        if canary:
+            con.execute("UPDATE fingerprint_keys SET hash_canary = hash_canary + 1")
+
+
+def test_the_diff_reads_the_kept_fingerprints_while_the_canary_matches(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    old = [_row(i, i % 50, rng) for i in range(200)]
+    warehouse = _first_load(tmp_path, old)
+    _spoil(warehouse, "E3", canary=False)
+    found, expected = _diff(warehouse, tmp_path / "b", old, date(2025, 2, 1))
+    # nothing changed, but the kept fingerprint of E3 says it did: it was read
+    assert expected == set() and found == {"P3"}
+
+
+def test_a_canary_that_differs_hashes_both_sides_anew(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    old = [_row(i, i % 50, rng) for i in range(200)]
+    warehouse = _first_load(tmp_path, old)
+    _spoil(warehouse, "E3", canary=True)
+    found, expected = _diff(warehouse, tmp_path / "b", old, date(2025, 2, 1))
+    assert expected == set() and found == set()  # the kept fingerprints were not read
+
+
+def test_a_fingerprint_covers_every_column_and_tells_null_from_empty() -> None:
+    rng = random.Random(9)
+    row = _row(1, 1, rng)
+    base = fingerprints_of([row])
+    for column, value in row.items():
+        other = {**row, column: None if value is not None else date(2030, 1, 1)}
+        assert fingerprints_of([other]) != base, column
+    assert fingerprints_of([{**row, "payee_account": ""}]) != fingerprints_of(
+        [{**row, "payee_account": None}]
+    )
+    # the value alone counts, not the text's Arrow type or the batch it arrives in
+    assert fingerprints_of([row], large=True) == base
+    assert fingerprints_of([row, row] * 3, batch=2)[:1] == base
 
 
 def test_a_failed_load_leaves_nothing_and_compression_as_it_was(tmp_path: Path) -> None:
