@@ -595,11 +595,21 @@ DELETE FROM review_touched;
 
 
 # The stays a new snapshot can change (its diff, ``storage.members.SNAPSHOT_CHANGES``: the
-# changed people with their old and new demographics): those matched to, computed for or paid
-# to a changed person; those whose valid ID is one's number (unmatched before, may match now);
-# those without a valid ID whose name, birth date and gender are one's, old or new (a candidate
-# came, went or changed: matched, ambiguous or unmatched may change). The rest of each person's
-# stays follow through CALC_SQL (annual caps).
+# changed people with their old and new demographics): those whose valid ID is one's number
+# (matched to them, or unmatched before and may match now); those without a valid ID whose name,
+# birth date and gender are one's, old or new (a candidate came, went or changed: matched,
+# ambiguous or unmatched may change); and those whose outcome names one of them. The rest of each
+# person's stays follow through CALC_SQL (annual caps).
+#
+# Every stay matched to a person is found by the first two: by ID, or by the demographics they
+# had in the snapshot in effect (whose load re-matched the stays of everyone it changed), which
+# are the old ones here. The outcomes (found by the member's integer key, migration 014, as
+# PEOPLE_ROWS_SQL finds them) are read all the same, so that a stay matched to a changed person
+# is re-matched whatever its stays row says. Targets and ledger entries are not read: a stay's
+# targets name the member its outcome names (both written from one computation, OUTCOMES_SQL),
+# and what a stay paid someone its outcome no longer names was taken back by the posting that
+# moved it (the ledger converges on the targets, ADR 0004): neither adds a stay (measured at
+# full scale, ADR 0026), and each was a scan of every row's national_id.
 _SNAPSHOT_SCOPE = f"""
 INSERT INTO scope
 WITH people AS (SELECT DISTINCT national_id FROM {SNAPSHOT_CHANGES}),
@@ -607,16 +617,15 @@ demographics AS (
     SELECT DISTINCT member_name_norm, birth_date, gender FROM {SNAPSHOT_CHANGES}
     WHERE member_name_norm IS NOT NULL
 )
-SELECT hospital_code, settlement_id FROM stay_outcomes SEMI JOIN people USING (national_id)
-UNION SELECT hospital_code, settlement_id FROM stay_plan_targets
-      SEMI JOIN people USING (national_id)
-UNION SELECT hospital_code, settlement_id FROM ledger_entries SEMI JOIN people USING (national_id)
-UNION SELECT hospital_code, settlement_id FROM stays s
+SELECT hospital_code, settlement_id FROM stays s
       WHERE s.is_valid_id AND s.national_id IN (SELECT national_id FROM people)
 UNION SELECT s.hospital_code, s.settlement_id FROM stays s
       JOIN demographics d
         ON NOT s.is_valid_id AND d.member_name_norm = s.patient_name_norm
        AND d.birth_date = s.birth_date AND d.gender = s.gender
+UNION SELECT hospital_code, settlement_id FROM stay_outcomes
+      WHERE member_key IN (SELECT hash(national_id) FROM people)
+        AND national_id IN (SELECT national_id FROM people)
 EXCEPT SELECT hospital_code, settlement_id FROM scope
 """
 

@@ -1,8 +1,9 @@
 """A new snapshot re-matches only the stays its changed people can change (issue 16).
 
 Property: random histories (a first snapshot, two nights of stays matched by ID and by
-demographics), then a new snapshot with random changes (payee, name, new and ended enrolments,
-removed people, new people who match stays left unmatched by ID and by demographics) and a night.
+demographics), then a new snapshot with random changes (payee, name, birth date, gender, new and
+ended enrolments, removed people, new people who match stays left unmatched by ID and by
+demographics) and a night.
 The commit scoped by the snapshot's diff ends with the same ``stay_outcomes``,
 ``stay_plan_targets`` and ledger (per stay, plan and member) as a full recompute of a copy.
 """
@@ -24,6 +25,8 @@ from pipeline import run_local
 from pipeline.sequence import LocalSteps, Request, cleanup, plan_request
 from pipeline.write import commit
 from storage.lock import run_lock
+from storage.warehouse import open_warehouse
+from tests.samples import every_table
 from tests.test_matching import (
     REGISTRY,
     Person,
@@ -114,7 +117,9 @@ def _second_snapshot(
     rows: list[dict[str, str]] = []
     eid = 5000
     for who, enrolled in first.items():
-        change = rng.choice(("keep", "keep", "payee", "name", "add", "end", "remove"))
+        change = rng.choice(
+            ("keep", "keep", "payee", "name", "birth", "gender", "add", "end", "remove")
+        )
         if change == "remove":
             continue
         for r in enrolled:
@@ -123,6 +128,10 @@ def _second_snapshot(
                 r["payee_account"] = f"6222999{rng.randint(10**8, 10**9 - 1)}"
             elif change == "name":
                 r["member_name"] = rng.choice([n for n in NAMES if n != who.name])
+            elif change == "birth":  # a corrected birth date: stays by demographics move
+                r["birth_date"] = next(b for b in BIRTHS if b != who.birth)
+            elif change == "gender":
+                r["gender"] = "F" if who.gender == "M" else "M"
             elif change == "end" and not r["coverage_end"] and r["coverage_start"] < "2025-05":
                 r["coverage_end"] = "2025-05-31"
             rows.append(r)
@@ -135,8 +144,34 @@ def _second_snapshot(
     return rows
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def _as_before_023(settings: Settings) -> None:
+    """The warehouse as a release before migration 023 left it: enrolments without their
+    fingerprints; opening it again migrates it, and every other row is as it was."""
+    with open_warehouse(settings.warehouse) as con:
+        before = every_table(con)
+        con.execute("ALTER TABLE enrollments DROP COLUMN fingerprint")
+        con.execute("DROP TABLE fingerprint_keys")
+        con.execute("DELETE FROM schema_migrations WHERE version = 23")
+    with open_warehouse(settings.warehouse) as con:  # migrates
+        after = every_table(con)
+    assert after.pop("fingerprint_keys") == []
+    assert before.pop("fingerprint_keys") != []
+    for table in ("enrollments",):  # the same rows, their fingerprints not kept (NULL)
+        assert [r[:-1] for r in after.pop(table)] == [r[:-1] for r in before.pop(table)]
+    assert after == before
+
+
+@pytest.mark.parametrize("seed", range(1, 9))
 def test_snapshot_diff_scope_equals_a_full_recompute(tmp_path: Path, seed: int) -> None:
+    _play(tmp_path, seed, before_023=False)
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_a_warehouse_from_before_023_migrates_and_diffs_as_well(tmp_path: Path, seed: int) -> None:
+    _play(tmp_path, seed, before_023=True)
+
+
+def _play(tmp_path: Path, seed: int, *, before_023: bool) -> None:
     rng = random.Random(seed)
     settings = new_settings(tmp_path / "scoped")
     synth.write_registry(settings.landing, REGISTRY)
@@ -155,6 +190,8 @@ def test_snapshot_diff_scope_equals_a_full_recompute(tmp_path: Path, seed: int) 
         )
         run_local(settings, as_of=night)
 
+    if before_023:
+        _as_before_023(settings)
     second = _second_snapshot(rng, first, newcomers)
     synth.write_snapshot(settings.landing, SNAP_2, frame(second, synth.ENROLLMENT_COLUMNS))
     tonight = _stays(rng, SNAP_2, members + newcomers, "T-")
