@@ -80,7 +80,9 @@ def build(path: Path, enrolments: int, stays_per_enrolment: float) -> dict[str, 
         # First enrolment of each person: retirees in the retirees' plan, the others spread over
         # the workers' plans; further enrolments (0.38 per person) in the union's basic cover.
         con.execute(f"""
-            INSERT INTO enrollments
+            INSERT INTO enrollments (enrollment_id, national_id, member_name, member_name_norm,
+                gender, birth_date, plan_code, coverage_start, coverage_end, payee_account,
+                chain_start)
             WITH e AS (
                 SELECT i, i % {people} AS p, i >= {people} AS extra FROM range({enrolments}) t(i)
             )
