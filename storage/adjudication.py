@@ -603,9 +603,10 @@ DELETE FROM review_touched;
 #
 # Every stay matched to a person is found by the first two: by ID, or by the demographics they
 # had in the snapshot in effect (whose load re-matched the stays of everyone it changed), which
-# are the old ones here. The outcomes (found by the member's integer key, migration 014, as
-# PEOPLE_ROWS_SQL finds them) are read all the same, so that a stay matched to a changed person
-# is re-matched whatever its stays row says. Targets and ledger entries are not read: a stay's
+# are the old ones here. The outcomes (found by the member's number, migration 022, as
+# PEOPLE_ROWS_SQL finds them; by national_id for an identity number without one) are read all
+# the same, so that a stay matched to a changed person is re-matched whatever its stays row
+# says. Targets and ledger entries are not read: a stay's
 # targets name the member its outcome names (both written from one computation, OUTCOMES_SQL),
 # and what a stay paid someone its outcome no longer names was taken back by the posting that
 # moved it (the ledger converges on the targets, ADR 0004): neither adds a stay (measured at
@@ -624,8 +625,9 @@ UNION SELECT s.hospital_code, s.settlement_id FROM stays s
         ON NOT s.is_valid_id AND d.member_name_norm = s.patient_name_norm
        AND d.birth_date = s.birth_date AND d.gender = s.gender
 UNION SELECT hospital_code, settlement_id FROM stay_outcomes
-      WHERE member_key IN (SELECT hash(national_id) FROM people)
-        AND national_id IN (SELECT national_id FROM people)
+      WHERE member_number IN (SELECT member_number(national_id) FROM people)
+         OR (member_number IS NULL AND national_id IN (
+             SELECT national_id FROM people WHERE member_number(national_id) IS NULL))
 EXCEPT SELECT hospital_code, settlement_id FROM scope
 """
 
