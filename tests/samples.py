@@ -77,6 +77,27 @@ def every_table(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...
     return {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
 
 
+def warehouse_as_made(path: Path, *tables: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows (``every_table``), with the columns and key constraints of ``tables``:
+    what a migrated warehouse and one written with the migration must have alike."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = every_table(con)
+        out["columns"] = con.execute(
+            "SELECT table_name, column_name, data_type, is_nullable "
+            "FROM information_schema.columns WHERE list_contains($t, table_name) ORDER BY ALL",
+            {"t": list(tables)},
+        ).fetchall()
+        out["keys"] = con.execute(
+            "SELECT table_name, constraint_type, constraint_column_names FROM duckdb_constraints() "
+            "WHERE list_contains($t, table_name) ORDER BY ALL",
+            {"t": list(tables)},
+        ).fetchall()
+        return out
+    finally:
+        con.close()
+
+
 def outcomes_as_before_022(con: duckdb.DuckDBPyConnection) -> None:
     """Put ``stay_outcomes`` back as 016–021 left it: the hashed member key instead of the member
     number, with 014's ``warehouse_keys``: how a test re-runs a migration before 022."""

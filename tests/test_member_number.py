@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from samples import every_table, national_id, outcomes_as_before_022
+from samples import national_id, outcomes_as_before_022, warehouse_as_made
 from test_instruction_grain import _night
 from test_night_scope import CROSSING, FIRST_NIGHT, check_equals_full_recompute, play
 
@@ -105,19 +105,6 @@ def test_a_person_without_a_number_is_found_by_national_id(tmp_path: Path) -> No
         assert _people_rows(con, [who, "P-1"]) == mine | copies
 
 
-def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = every_table(con)
-        out["columns"] = con.execute(
-            "SELECT table_name, column_name, data_type, is_nullable "
-            "FROM information_schema.columns WHERE table_name = 'stay_outcomes' ORDER BY ALL"
-        ).fetchall()
-        return out
-    finally:
-        con.close()
-
-
 def test_a_warehouse_migrated_to_022_holds_what_one_written_with_it_does(tmp_path: Path) -> None:
     settings = play(tmp_path / "crossing", CROSSING)
     old = tmp_path / "old.duckdb"
@@ -132,9 +119,9 @@ def test_a_warehouse_migrated_to_022_holds_what_one_written_with_it_does(tmp_pat
         con.close()
     with open_warehouse(old):  # a writer's open applies 022
         pass
-    migrated = _tables(old)
+    migrated = warehouse_as_made(old, "stay_outcomes")
     assert "warehouse_keys" not in migrated
-    assert migrated == _tables(settings.warehouse)
+    assert migrated == warehouse_as_made(settings.warehouse, "stay_outcomes")
 
 
 def test_verify_names_an_outcome_with_a_wrong_number(tmp_path: Path) -> None:

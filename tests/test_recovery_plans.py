@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from samples import every_table, table_as_made
+from samples import table_as_made, warehouse_as_made
 from test_matching import Person, enrolment, frame, new_settings, query
 from test_review import REGISTRY, _by_id
 
@@ -140,24 +140,6 @@ def test_each_balance_is_shown_under_the_plan_that_recovered_most(tmp_path: Path
     assert verify(settings).findings == []
 
 
-def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = every_table(con)
-        out["columns"] = con.execute(
-            "SELECT table_name, column_name, data_type, is_nullable "
-            "FROM information_schema.columns "
-            "WHERE table_name IN ('recovery_balances', 'member_plan_recoveries') ORDER BY ALL"
-        ).fetchall()
-        out["keys"] = con.execute(
-            "SELECT table_name, constraint_type, constraint_column_names FROM duckdb_constraints() "
-            "WHERE table_name IN ('recovery_balances', 'member_plan_recoveries') ORDER BY ALL"
-        ).fetchall()
-        return out
-    finally:
-        con.close()
-
-
 def _as_before_020(path: Path) -> None:
     """``recovery_balances`` as 017 left it (no plan) and no kept recoveries."""
     create = table_as_made(
@@ -185,7 +167,9 @@ def test_a_warehouse_migrated_to_020_holds_what_one_written_with_it_does(tmp_pat
         assert con.execute("SELECT count(*) FROM recovery_balances").fetchone() == (2,)
     with open_warehouse(old):  # a writer's open applies 020
         pass
-    assert _tables(old) == _tables(settings.warehouse)
+    assert warehouse_as_made(
+        old, "recovery_balances", "member_plan_recoveries"
+    ) == warehouse_as_made(settings.warehouse, "recovery_balances", "member_plan_recoveries")
 
 
 def test_verify_names_a_wrong_plan_and_a_drifted_total(tmp_path: Path) -> None:
