@@ -11,12 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_backfill_chunks import DATES, build_landing, ledger, settings_of
 from test_faults import Place
 
 from pipeline import backfill_local
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+# A measuring tool, not the product: with the slow tests (a subprocess and two backfills, ~7 s).
+pytestmark = pytest.mark.slow
 
 
 def test_counted_backfill_commits_what_a_plain_one_does(tmp_path: Path) -> None:
