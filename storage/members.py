@@ -22,10 +22,22 @@ from storage.warehouse import now
 if TYPE_CHECKING:
     import polars as pl
 
-_ENROLMENT_COLUMNS = (
-    "enrollment_id, national_id, member_name, member_name_norm, gender, birth_date, plan_code, "
-    "coverage_start, coverage_end, payee_account"
-)
+# An enrolment's columns as staged (the contract's, normalised), with the polars types a
+# fingerprint casts them to, so that its hash depends on the values alone: the columns the
+# tables take and the diff compares, named once.
+_FINGERPRINT_TYPES = {
+    "enrollment_id": "String",
+    "national_id": "String",
+    "member_name": "String",
+    "member_name_norm": "String",
+    "gender": "String",
+    "birth_date": "Date",
+    "plan_code": "String",
+    "coverage_start": "Date",
+    "coverage_end": "Date",
+    "payee_account": "String",
+}
+_ENROLMENT_COLUMNS = ", ".join(_FINGERPRINT_TYPES)
 # The chains' starts are computed before the insert (``derive``), so the enrolments are
 # the staged rows as they are: one scan, no window, no sort in DuckDB.
 _CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint FROM staged_enrollments"
@@ -244,20 +256,6 @@ SELECT national_id, member_name_norm, birth_date, gender
 FROM members SEMI JOIN snapshot_changed_people USING (national_id)
 """
 
-# The columns a fingerprint covers, as polars types: every column of the staged row (the
-# contract's, normalised), cast so that the hash depends on the values alone.
-_FINGERPRINT_TYPES = {
-    "enrollment_id": "String",
-    "national_id": "String",
-    "member_name": "String",
-    "member_name_norm": "String",
-    "gender": "String",
-    "birth_date": "Date",
-    "plan_code": "String",
-    "coverage_start": "Date",
-    "coverage_end": "Date",
-    "payee_account": "String",
-}
 # The row whose fingerprint is kept beside the fingerprints (``fingerprint_keys``): a process
 # that hashes it otherwise (another polars) cannot compare its fingerprints with the kept ones.
 _CANARY_ROW = {
