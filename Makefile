@@ -32,8 +32,10 @@ setup: $(VENV)/.synced ## create .venv with the locked dependencies
 demo: setup ## build a synthetic landing folder under data/demo, run it, show what happened
 	$(VENV)/bin/claims demo
 
-test: setup ## the test suite (slow tests excluded; see test-slow)
-	$(VENV)/bin/pytest -q
+# One worker per core (pytest-xdist), a test file's tests kept on one worker so that its
+# module-scoped warehouses are built once; each worker has its own Prefect home and harness.
+test: setup ## the test suite on every core (slow tests excluded; see test-slow)
+	$(VENV)/bin/pytest -q -n auto --dist loadfile
 
 test-slow: setup ## the slow tests: real Prefect server, faults, scale
 	$(VENV)/bin/pytest -q -m slow

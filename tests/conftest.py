@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh landing/warehouse/outbox per test, one Prefect harness per session.
+"""Shared fixtures: a fresh landing/warehouse/outbox per test, one Prefect harness per session
+(per worker, when the suite runs on several).
 
 Prefect is pointed at a temporary home before anything imports it, so tests never touch
 ``~/.prefect`` and never send telemetry.
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="claims-test-prefect-"))
+# Under pytest-xdist every worker inherits the controller's environment: each takes a home of its
+# own, or two workers' ephemeral servers would share one SQLite database.
+if "PYTEST_XDIST_WORKER" in os.environ or "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="claims-test-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "false"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
