@@ -88,6 +88,12 @@ class DaskValidation(ThreadPoolTaskRunner):
         return future.result()
 
 
+def validates_here() -> bool:
+    """Whether ``on_workers`` runs its function in this process (no Dask workers)."""
+    context = FlowRunContext.get()
+    return not isinstance(context.task_runner if context is not None else None, DaskValidation)
+
+
 def on_workers(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
     """Run ``fn`` where the flow's task runner puts validation: a Dask worker, or here."""
     context = FlowRunContext.get()

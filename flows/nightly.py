@@ -37,7 +37,7 @@ from config.dates import yesterday_in_shanghai
 from config.masking import scrub
 from config.settings import ConfigError, Settings, task_runner_choice
 from flows.artifacts import partition_table_artifact
-from flows.cluster import DaskValidation, on_workers
+from flows.cluster import DaskValidation, on_workers, validates_here
 from flows.progress import progress
 from landing.errors import PartitionError
 from landing.partitions import Partition
@@ -161,8 +161,15 @@ def validate_discharge_partition(
 def validate_enrollment_snapshot(
     ref: Partition, work_dir: str, threshold: float
 ) -> pipeline.Validated:
-    """Read, check and validate the enrolment snapshot to load (here, or on a Dask worker)."""
-    return on_workers(pipeline.validate_snapshot, ref, work_dir=work_dir, threshold=threshold)
+    """Read, check and validate the enrolment snapshot to load (here, or on a Dask worker).
+    Here, its staged slices stay in memory for the commit (``pipeline.held``)."""
+    return on_workers(
+        pipeline.validate_snapshot,
+        ref,
+        work_dir=work_dir,
+        threshold=threshold,
+        hold=validates_here(),
+    )
 
 
 @task(task_run_name="commit", cache_policy=NO_CACHE, persist_result=False)

@@ -16,6 +16,7 @@ from typing import Any
 from config.masking import scrub
 from config.settings import ConfigError, Settings
 from landing.partitions import DISCHARGES, ENROLLMENTS, Partition, discover
+from pipeline import held
 from pipeline.audit import refuse_if_behind
 from pipeline.pay import issue_pending_batches
 from storage import members as member_store
@@ -301,5 +302,6 @@ def feed_dates_between(settings: Settings, first: date, last: date) -> list[date
 
 
 def cleanup(plan: RunPlan) -> None:
-    """The staging folder of a committed run is not needed any more."""
+    """The staging folder of a committed run is not needed any more, nor what it held."""
+    held.release(Path(plan.work_dir))
     shutil.rmtree(plan.work_dir, ignore_errors=True)

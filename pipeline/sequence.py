@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date
+from pathlib import Path
 from typing import Protocol
 
 import pipeline
+from pipeline import held
 from config.settings import Settings
 from landing.partitions import Partition
 from outbox.summary import CommitResult
@@ -101,13 +103,18 @@ def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResul
         with warehouse_session(settings.warehouse, settle_at_end=False, merge_row_groups=False):
             check_pairing(settings)
             plan = steps.plan(settings, request)
-        validated = steps.validate(settings, plan)
-        with warehouse_session(settings.warehouse, settle_at_end=False, merge_row_groups=False):
-            result = steps.commit(settings, plan, validated)
-            steps.issue(settings)
-            # Before the file closes: a run whose staging folder is there and whose file is
-            # closed is validating (what `claims status` and its test rely on).
-            cleanup(plan)
+        try:
+            validated = steps.validate(settings, plan)
+            with warehouse_session(
+                settings.warehouse, settle_at_end=False, merge_row_groups=False
+            ):
+                result = steps.commit(settings, plan, validated)
+                steps.issue(settings)
+                # Before the file closes: a run whose staging folder is there and whose file is
+                # closed is validating (what `claims status` and its test rely on).
+                cleanup(plan)
+        finally:
+            held.release(Path(plan.work_dir))  # slices a failed commit did not take
         steps.settle(outcomes(plan, result))
         steps.report(settings, result, request.title)
     return result
@@ -161,8 +168,9 @@ class LocalSteps:
         self, settings: Settings, snapshot: Partition, work_dir: str
     ) -> Validated:
         """The snapshot to load; an I/O error propagates (a debugging run shows it)."""
+        # The commit is this process's: the staged slices stay in memory (``pipeline.held``).
         return pipeline.validate_snapshot(
-            snapshot, work_dir=work_dir, threshold=settings.snapshot_reject_threshold
+            snapshot, work_dir=work_dir, threshold=settings.snapshot_reject_threshold, hold=True
         )
 
     def commit(self, settings: Settings, plan: RunPlan, validated: list[Validated]) -> CommitResult:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -18,9 +19,13 @@ from config.masking import scrub
 from landing.delivery import read_delivery
 from landing.errors import PartitionError
 from landing.partitions import Partition
+from pipeline import held
 from schemas import discharge_columns as discharge_schema
 from schemas.quarantine import empty_quarantine, over_threshold, threshold_error
 from transforms.discharges import RawRows, ValidatedRows, validate_discharge_batch
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("claims")
 
@@ -172,11 +177,15 @@ def _stage(
     )
 
 
-def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) -> Validated:
+def validate_snapshot(
+    partition: Partition, *, work_dir: str, threshold: float, hold: bool = False
+) -> Validated:
     """Read and validate an enrolment snapshot in slices; over the threshold it fails whole.
 
     Staged slices are written as ``staged/part-NNNN.arrow`` (Arrow IPC) for the warehouse to load
-    in one statement, so memory does not grow with the snapshot beyond its raw text.
+    in one statement, so memory does not grow with the snapshot beyond its raw text. With
+    ``hold`` (the commit runs in this process) they stay in memory as Arrow tables instead
+    (``pipeline.held``): nothing is written, mapped or removed (ADR 0028).
     """
     # Here, not at the top: a night without a snapshot does without them. The models (and
     # pandera) come only with a suspect row (``transforms.enrollments._judge``).
@@ -188,6 +197,7 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
     staged_dir = out / "staged"
     staged_dir.mkdir(parents=True, exist_ok=True)
     quarantines: list[pl.DataFrame] = []
+    kept: list[pa.Table] = []
     rows_read = 0
     try:
         content_hash = partition.content_hash()
@@ -203,15 +213,20 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
             writes = []
             slices = enrollments.validate_in_slices(delivery.frame, snapshot_date=partition.day)
             for i, part in enumerate(slices):
-                # Arrow IPC, uncompressed: the file lives for one run and the warehouse maps it
-                # as it is (no Parquet encoding here, no decoding there; ``storage.members``).
-                writes.append(
-                    writer.submit(
-                        part.staged.write_ipc,
-                        staged_dir / f"part-{i:04d}.arrow",
-                        compression="uncompressed",
+                if hold:
+                    # The frame's own buffers, as Arrow (no copy): what mapping the file gave.
+                    kept.append(part.staged.to_arrow())
+                else:
+                    # Arrow IPC, uncompressed: the file lives for one run and the warehouse maps
+                    # it as it is (no Parquet encoding here, no decoding there;
+                    # ``storage.members``).
+                    writes.append(
+                        writer.submit(
+                            part.staged.write_ipc,
+                            staged_dir / f"part-{i:04d}.arrow",
+                            compression="uncompressed",
+                        )
                     )
-                )
                 quarantines.append(part.quarantine)
                 rows_read += part.rows_read
             for write in writes:
@@ -227,6 +242,9 @@ def validate_snapshot(partition: Partition, *, work_dir: str, threshold: float) 
     quarantine.write_parquet(out / "quarantine.parquet")
     bad = quarantine.get_column("row_number").n_unique()
     failed = over_threshold(bad, rows_read, threshold)
+    if hold and not failed:
+        held.hold(staged_dir, kept)
+    del kept
     return Validated(
         partition,
         content_hash,

@@ -13,6 +13,7 @@ from config.faults import fault_point
 from config.settings import Settings
 from landing.partitions import DISCHARGES, ENROLLMENTS
 from outbox.summary import CommitResult
+from pipeline import held
 from pipeline.plan import RunPlan
 from pipeline.validate import Validated
 from schemas.quarantine import empty_quarantine
@@ -144,9 +145,11 @@ def _commit_snapshot(con: Connection, plan: RunPlan, v: Validated, result: Commi
         result.errors[v.key] = v.error or "failed"
         return False
     fault_point("snapshot_load")
+    # In memory when validation ran in this process (``pipeline.held``), else the files.
+    slices = held.take(Path(v.staged_path))
     rows = member_store.load_snapshot(
         con,
-        staged=Path(v.staged_path),
+        staged=Path(v.staged_path) if slices is None else slices,
         snapshot_date=v.partition.day,
         content_hash=v.content_hash or "",
         run_id=plan.run_id,

@@ -7,6 +7,7 @@ birth date and payee account come from their enrolment with the latest ``coverag
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 from datetime import date
 from pathlib import Path
@@ -336,10 +337,13 @@ def current_snapshot(con: duckdb.DuckDBPyConnection) -> tuple[date, str] | None:
 # is made anew at each load. The setting covers the two inserts only.
 
 
-def staged_snapshot(staged: Path) -> pa.Table:
-    """The staged slices (``part-NNNN.arrow``, Arrow IPC, uncompressed) as one Arrow table over
-    memory-mapped files: no decoding and no copy; DuckDB scans it in place, as often as the
-    load needs (the chains, the members, the diff)."""
+def staged_snapshot(staged: Path | Sequence[pa.Table]) -> pa.Table:
+    """The staged slices as one Arrow table: the slices validation held in memory, or its
+    files (``part-NNNN.arrow``, Arrow IPC, uncompressed) memory-mapped. No decoding and no
+    copy either way; DuckDB scans it in place, as often as the load needs (the chains, the
+    members, the diff)."""
+    if not isinstance(staged, Path):
+        return pa.concat_tables(staged)
     tables = [
         ipc.open_file(pa.memory_map(str(part))).read_all()
         for part in sorted(staged.glob("part-*.arrow"))
@@ -356,12 +360,13 @@ def load_budget(cap: int, mapped: int) -> int:
 def load_snapshot(
     con: duckdb.DuckDBPyConnection,
     *,
-    staged: Path,
+    staged: Path | Sequence[pa.Table],
     snapshot_date: date,
     content_hash: str,
     run_id: str,
 ) -> int:
-    """Replace enrolment with the staged snapshot's slices (inside the transaction)."""
+    """Replace enrolment with the staged snapshot's slices (inside the transaction): their
+    folder, or the slices themselves when validation held them in memory (``staged_snapshot``)."""
     rows = fingerprints(derive(repeat_flags(staged_snapshot(staged))))
     canary = fingerprint_canary()
     con.register("staged_enrollments", rows)
