@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,6 +177,13 @@ def _stage(
     )
 
 
+def _fingerprinted(staged: pl.DataFrame) -> pa.Table:
+    """A staged slice as Arrow with its rows' fingerprints (``storage.members.fingerprints``)."""
+    from storage.members import fingerprints  # a snapshot held for this process's load only
+
+    return fingerprints(staged.to_arrow())
+
+
 def validate_snapshot(
     partition: Partition, *, work_dir: str, threshold: float, hold: bool = False
 ) -> Validated:
@@ -197,7 +204,8 @@ def validate_snapshot(
     staged_dir = out / "staged"
     staged_dir.mkdir(parents=True, exist_ok=True)
     quarantines: list[pl.DataFrame] = []
-    kept: list[pa.Table] = []
+    kept: list[Future[pa.Table]] = []
+    tables: list[pa.Table] = []
     rows_read = 0
     try:
         content_hash = partition.content_hash()
@@ -214,8 +222,10 @@ def validate_snapshot(
             slices = enrollments.validate_in_slices(delivery.frame, snapshot_date=partition.day)
             for i, part in enumerate(slices):
                 if hold:
-                    # The frame's own buffers, as Arrow (no copy): what mapping the file gave.
-                    kept.append(part.staged.to_arrow())
+                    # The frame's own buffers, as Arrow (no copy), with the fingerprints the
+                    # load keeps, hashed on the writer's thread while the next slice is
+                    # checked (a row's fingerprint is its own: slice by slice is the same).
+                    kept.append(writer.submit(_fingerprinted, part.staged))
                 else:
                     # Arrow IPC, uncompressed: the file lives for one run and the warehouse maps
                     # it as it is (no Parquet encoding here, no decoding there;
@@ -231,7 +241,8 @@ def validate_snapshot(
                 rows_read += part.rows_read
             for write in writes:
                 write.result()
-        del delivery
+            tables = [k.result() for k in kept]
+        del delivery, kept
     except PartitionError as exc:
         return Validated(partition, content_hash, "failed", error=str(exc))
     except OSError:
@@ -243,8 +254,8 @@ def validate_snapshot(
     bad = quarantine.get_column("row_number").n_unique()
     failed = over_threshold(bad, rows_read, threshold)
     if hold and not failed:
-        held.hold(staged_dir, kept)
-    del kept
+        held.hold(staged_dir, tables)
+    del tables
     return Validated(
         partition,
         content_hash,
