@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 import pipeline
-from pipeline import held
 from config.settings import Settings
 from landing.partitions import Partition
 from outbox.summary import CommitResult
+from pipeline import held
 from pipeline.guard import check_landing, check_pairing
 from pipeline.pay import issue
 from pipeline.plan import RunPlan, cleanup, plan_run
@@ -105,9 +105,7 @@ def run_steps(settings: Settings, steps: Steps, request: Request) -> CommitResul
             plan = steps.plan(settings, request)
         try:
             validated = steps.validate(settings, plan)
-            with warehouse_session(
-                settings.warehouse, settle_at_end=False, merge_row_groups=False
-            ):
+            with warehouse_session(settings.warehouse, settle_at_end=False, merge_row_groups=False):
                 result = steps.commit(settings, plan, validated)
                 steps.issue(settings)
                 # Before the file closes: a run whose staging folder is there and whose file is
