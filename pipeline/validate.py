@@ -1,7 +1,8 @@
 """Validate partitions: read, check and stage each one's rows as Parquet for the writer.
 
 Runs anywhere (a thread, a Dask worker): it gets a ``Partition`` and paths, returns a
-``Validated`` (small, picklable, no personal data); the rows travel as staged Parquet.
+``Validated`` (small, picklable, no personal data); the rows travel as staged Parquet (a
+snapshot's as Arrow files, or held in memory for a commit in this process: ``pipeline.held``).
 """
 
 from __future__ import annotations
