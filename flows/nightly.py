@@ -163,13 +163,9 @@ def validate_enrollment_snapshot(
 ) -> pipeline.Validated:
     """Read, check and validate the enrolment snapshot to load (here, or on a Dask worker).
     Here, its staged slices stay in memory for the commit (``pipeline.held``)."""
-    return on_workers(
-        pipeline.validate_snapshot,
-        ref,
-        work_dir=work_dir,
-        threshold=threshold,
-        hold=validates_here(),
-    )
+    if validates_here():
+        return pipeline.validate_snapshot(ref, work_dir=work_dir, threshold=threshold, hold=True)
+    return on_workers(pipeline.validate_snapshot, ref, work_dir=work_dir, threshold=threshold)
 
 
 @task(task_run_name="commit", cache_policy=NO_CACHE, persist_result=False)
