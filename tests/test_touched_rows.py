@@ -74,8 +74,18 @@ def _fill(con, rows, touched):  # type: ignore[no-untyped-def]
             "INSERT INTO discharge_rows VALUES (?, ?, ?, ?, 'H1', ?, ?, 'N', '110101199001011234', "
             "true, 'x', 'x', 'M', DATE '1990-01-01', DATE '2026-02-01', DATE '2026-02-03', "
             "'A00', true, 100, 0, ?, 0, ?, ?, ?)",
-            [key, day, source, numbers[key], stay, version, 1_000 * version + ord(content),
-             now(), f'{{"stay": "{stay}", "content": "{content}"}}', content],
+            [
+                key,
+                day,
+                source,
+                numbers[key],
+                stay,
+                version,
+                1_000 * version + ord(content),
+                now(),
+                f'{{"stay": "{stay}", "content": "{content}"}}',
+                content,
+            ],
         )
     for key in numbers:
         day, source = date.fromisoformat(key[10:20]), key.split("source=")[1]
