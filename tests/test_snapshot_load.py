@@ -286,3 +286,56 @@ def test_duckdb_gets_the_cap_less_the_mapped_slices_never_below_half() -> None:
     assert load_budget(4 * gb, int(1.5 * gb)) == int(2.5 * gb)
     assert load_budget(4 * gb, 0) == 4 * gb
     assert load_budget(4 * gb, 3 * gb) == 2 * gb
+
+
+def _load_and_read(warehouse: Path, folder: Path, new: list[dict[str, object]]) -> dict[str, list]:
+    """Load ``new`` over the snapshot in effect: every table the load writes, and the changes
+    it hands to adjudication (the people and their demographics, old and new)."""
+    with open_warehouse(warehouse) as con, transaction(con):
+        load_snapshot(
+            con,
+            staged=_stage(folder, new, 3),
+            snapshot_date=date(2025, 2, 1),
+            content_hash="b",
+            run_id="r2",
+        )
+        tables = {
+            "enrollments": "SELECT * FROM enrollments ORDER BY ALL",
+            "members": "SELECT * FROM members ORDER BY ALL",
+            "changes": f"SELECT DISTINCT * FROM {SNAPSHOT_CHANGES} ORDER BY ALL",
+            "current_snapshot": "SELECT snapshot_date, content_hash, row_count, run_id "
+            "FROM current_snapshot",
+            "fingerprint_keys": "SELECT * FROM fingerprint_keys",
+            "rowids": "SELECT enrollment_id, rowid FROM enrollments ORDER BY ALL",
+        }
+        return {name: con.sql(sql).fetchall() for name, sql in tables.items()}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_replacing_the_changed_people_writes_what_replacing_everyone_writes(
+    tmp_path: Path, seed: int
+) -> None:
+    """Over kept fingerprints only the changed people's rows are written again (ADR 0029): the
+    enrolments (with chains and fingerprints), the members and the changes handed to
+    adjudication are those of a load that replaces every row (forced by a canary that says the
+    kept fingerprints were made otherwise)."""
+    rng = random.Random(seed)
+    old = [_row(i, rng.randrange(120), rng) for i in range(200)]  # some people unchanged
+    warehouse = _first_load(tmp_path, old)
+    whole = tmp_path / "whole.duckdb"
+    whole.write_bytes(warehouse.read_bytes())
+    with open_warehouse(whole) as con:
+        con.execute("UPDATE fingerprint_keys SET hash_canary = hash_canary + 1")
+    with open_warehouse(warehouse) as con:
+        rowids = dict(con.sql("SELECT enrollment_id, rowid FROM enrollments").fetchall())
+    new = _changed(old, rng)
+    changed = _load_and_read(warehouse, tmp_path / "b", new)
+    everyone = _load_and_read(whole, tmp_path / "c", new)
+    kept = {e for e, rowid in changed.pop("rowids") if rowids.get(e) == rowid}
+    moved = {e for e, rowid in everyone.pop("rowids") if rowids.get(e) == rowid}
+    assert changed == everyone
+    assert changed["changes"], "the random changes changed somebody"
+    # the unchanged people's rows were left where they were; the whole load wrote every row
+    people = {r[0] for r in changed["changes"]}
+    unchanged = {r[0] for r in changed["enrollments"] if r[1] not in people}
+    assert kept == unchanged and unchanged and not moved
