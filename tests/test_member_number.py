@@ -26,6 +26,7 @@ from test_night_scope import CROSSING, FIRST_NIGHT, check_equals_full_recompute,
 from pipeline import run_local
 from pipeline.audit import verify
 from storage import adjudication, audit
+from storage.members import SNAPSHOT_CHANGES
 from storage.warehouse import open_warehouse
 
 WRONG = (
@@ -103,6 +104,53 @@ def test_a_person_without_a_number_is_found_by_national_id(tmp_path: Path) -> No
         assert _people_rows(con, [who]) == mine
         assert _people_rows(con, ["P-1"]) == copies
         assert _people_rows(con, [who, "P-1"]) == mine | copies
+
+
+def _snapshot_scope(con: duckdb.DuckDBPyConnection, people: list[str]) -> set[tuple[str, str]]:
+    """The stays a new snapshot that changed ``people`` re-matches through their outcomes."""
+    con.execute("CREATE OR REPLACE TEMP TABLE scope (hospital_code VARCHAR, settlement_id VARCHAR)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {SNAPSHOT_CHANGES} (national_id VARCHAR, "
+        "member_name_norm VARCHAR, birth_date DATE, gender VARCHAR)"
+    )
+    for who in people:
+        con.execute(f"INSERT INTO {SNAPSHOT_CHANGES} VALUES ($w, NULL, NULL, NULL)", {"w": who})
+    adjudication._add_snapshot_scope(con)
+    return set(con.execute("SELECT * FROM scope").fetchall())  # type: ignore[arg-type]
+
+
+def test_a_new_snapshot_finds_the_outcomes_of_a_person_without_a_number(tmp_path: Path) -> None:
+    """The snapshot's scope asks for people without a number apart (ADR 0029), and finds
+    their outcomes by national_id; a person with one by the number alone."""
+    settings = play(tmp_path / "crossing", CROSSING)
+    with open_warehouse(settings.warehouse) as con:
+        who = con.execute("SELECT min(national_id) FROM stay_outcomes WHERE national_id <> ''")
+        who = who.fetchone()[0]  # type: ignore[index]
+        mine = set(
+            con.execute(
+                "SELECT hospital_code, settlement_id FROM stay_outcomes WHERE national_id = $w "
+                "UNION SELECT hospital_code, settlement_id FROM stays "
+                "WHERE is_valid_id AND national_id = $w",
+                {"w": who},
+            ).fetchall()
+        )
+        con.execute(
+            "INSERT INTO stay_outcomes BY NAME SELECT * REPLACE ('P-1' AS national_id, "
+            "member_number('P-1') AS member_number, settlement_id || '-copy' AS settlement_id) "
+            "FROM stay_outcomes WHERE national_id = $w",
+            {"w": who},
+        )
+        copies = {
+            (h, s + "-copy")
+            for h, s in con.execute(
+                "SELECT hospital_code, settlement_id FROM stay_outcomes WHERE national_id = $w",
+                {"w": who},
+            ).fetchall()
+        }
+        assert mine and copies
+        assert _snapshot_scope(con, [who]) == mine
+        assert _snapshot_scope(con, ["P-1"]) == copies
+        assert _snapshot_scope(con, [who, "P-1"]) == mine | copies
 
 
 def test_a_warehouse_migrated_to_022_holds_what_one_written_with_it_does(tmp_path: Path) -> None:
