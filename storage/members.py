@@ -333,8 +333,8 @@ def current_snapshot(con: duckdb.DuckDBPyConnection) -> tuple[date, str] | None:
 # strings). For the enrolment tables that was ~40 % of the load's CPU (at 1 M enrolments the
 # two inserts cost 2.8 CPU s compressed, 1.6 uncompressed) and scanning them is cheaper
 # uncompressed too; the price is disk, ~2.3x for these two tables (~200 MB per million
-# enrolments instead of ~90). Both tables are replaced whole by every snapshot, so the trade
-# is made anew at each load. The setting covers the two inserts only.
+# enrolments instead of ~90). The setting covers the inserts only (a later snapshot writes the
+# changed people's rows alike, ADR 0029).
 
 
 def staged_snapshot(staged: Path | Sequence[pa.Table]) -> pa.Table:
