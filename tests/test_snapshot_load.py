@@ -1,7 +1,9 @@
 """The snapshot load's diff: one join on enrollment_id finds exactly the people whose enrolment
 rows differ in any column, as two set differences over whole rows do (issue 16), on the
 fingerprints the load before kept (migration 023) or, when they cannot be compared (a warehouse
-from before 023, another way of hashing), on both sides hashed anew."""
+from before 023, another way of hashing), on both sides hashed anew; over kept fingerprints only
+the changed people's rows are replaced, and the tables end as a load that replaces everyone
+leaves them (ADR 0029)."""
 
 from __future__ import annotations
 
