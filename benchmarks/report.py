@@ -67,7 +67,7 @@ def _summary(figures: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-SIDES = ("pipeline", "local", "floor", "bare", "process")
+SIDES = ("pipeline", "local", "twin_pipeline", "twin_local", "floor", "bare", "process")
 
 
 def _runs(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -240,8 +240,9 @@ def write_markdown(path: Path, record: dict[str, Any]) -> None:
         "warehouse** of the rows below (each night on its own copy).",
         "- **night on the year-end warehouse**: the same night, `claims run` and `run_local`, "
         "with the landing folder as it is that night (the year's partitions and the night's); "
-        "each ÷ its twin on the snapshot-only warehouse. Floor for the money: the statement "
-        "over the year and the night.",
+        "each ÷ its twin on the snapshot-only warehouse, measured beside it (year-end and twin "
+        "in turn, the order swapped every repeat, so that the machine's drift over the run "
+        "falls on both sides). Floor for the money: the statement over the year and the night.",
         f"- **night with a new snapshot**: the same night on the year-end warehouse, its landing "
         f"folder also holding a snapshot dated {new_date} "
         f"({snap.get('rows', 0):,} rows) drawn from the first with polars "

@@ -189,6 +189,18 @@ def test_the_table_judges_every_target_of_issue_16() -> None:
     assert "claims backfill" in peak["note"]
 
 
+def test_the_year_end_ratio_is_taken_against_the_twin_measured_beside_it() -> None:
+    results = _results()
+    # benchmark 2's night was measured before the machine slowed; the twins beside the
+    # year-end nights were not
+    results["yearend"] |= {"twin_pipeline": _part(24.0), "twin_local": _part(6.0)}
+    row = _by_name(figures(results))
+    local = row["night `run_local`, year-end warehouse"]
+    assert local["met"] is True and "beside it" in local["basis"]
+    assert local["ratio"] == 6.5 / 6.0
+    assert row["night `claims run`, year-end warehouse"]["ratio"] == 27.0 / 24.0
+
+
 def test_an_absent_server_benchmark_is_a_row_that_says_not_measured() -> None:
     results = _results()
     results["server"] = {"missing": True}
