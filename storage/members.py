@@ -357,6 +357,22 @@ def load_budget(cap: int, mapped: int) -> int:
     return max(cap - mapped, cap // 2)
 
 
+def _register_staged(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+    """``rows`` as the load's ``staged_enrollments``, with their fingerprints (hashed here unless
+    validation hashed them slice by slice), and DuckDB's memory cap lowered for the load.
+
+    The slices are this process's memory too (~1.5 GB at 10 M enrolments), which DuckDB's cap
+    does not count: for the load DuckDB gets the cap less their size, so that the process stays
+    within the cap plus the interpreter (the 6 GB of docs/benchmarks.md) instead of the cap plus
+    the slices. Never below half the cap; the load sets the cap back when it ends."""
+    if "fingerprint" not in rows.column_names:
+        rows = fingerprints(rows)
+    con.register("staged_enrollments", rows)
+    con.execute(
+        f"SET memory_limit = '{load_budget(size_bytes(duckdb_memory_limit()), rows.nbytes)}B'"
+    )
+
+
 def load_snapshot(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -380,18 +396,7 @@ def load_snapshot(
             run_id=run_id,
             canary=canary,
         )
-    rows = derive(repeat_flags(staged_snapshot(staged)))
-    if "fingerprint" not in rows.column_names:  # else hashed during validation, slice by slice
-        rows = fingerprints(rows)
-    con.register("staged_enrollments", rows)
-    # The mapped slices are this process's memory too (~1.5 GB at 10 M enrolments, resident once
-    # read), which DuckDB's cap does not count: for the load DuckDB gets the cap less their
-    # size, so that the process stays within the cap plus the interpreter (the 6 GB of
-    # docs/benchmarks.md) instead of the cap plus the slices. Never below half the cap.
-    con.execute(
-        f"SET memory_limit = '{load_budget(size_bytes(duckdb_memory_limit()), rows.nbytes)}B'"
-    )
-    del rows
+    _register_staged(con, derive(repeat_flags(staged_snapshot(staged))))
     try:
         _start_changes(con)
         # Without a stay there is nothing to re-match: the first load skips the diff.
@@ -493,14 +498,7 @@ def _replace_changed_people(
 ) -> int:
     """``load_snapshot`` over a snapshot whose fingerprints compare: the diff, then only the
     changed people's enrolments and members replaced (see above)."""
-    rows = staged_snapshot(staged)
-    if "fingerprint" not in rows.column_names:  # else hashed during validation
-        rows = fingerprints(rows)
-    con.register("staged_enrollments", rows)
-    con.execute(
-        f"SET memory_limit = '{load_budget(size_bytes(duckdb_memory_limit()), rows.nbytes)}B'"
-    )
-    del rows
+    _register_staged(con, staged_snapshot(staged))
     try:
         _start_changes(con)
         con.execute(_CHANGED_PEOPLE.format(fingerprints=_KEPT_FINGERPRINTS))
