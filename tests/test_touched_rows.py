@@ -144,3 +144,21 @@ def test_touched_stays_ranked_once_derive_what_three_reads_did(
             "SELECT 1 FROM duckdb_tables() WHERE table_name = 'touched_rows'"
         ).fetchall()
     path.unlink()
+
+
+def test_a_version_received_twice_keeps_its_first_arrival_whatever_the_insert_order(
+    tmp_path: Path,
+) -> None:
+    # The later delivery's row is written first: a stay that took any row of its version
+    # (not the first by feed date, source and row number) would take this one.
+    rows = [("C1", 1, 2, "SHYB", "b"), ("C1", 1, 0, "HOSPX", "a")]
+    with open_warehouse(tmp_path / "w.duckdb") as con, transaction(con):
+        _fill(con, rows, ["C1"])
+        assert staging.refresh_touched_stays(con) == 1
+        assert con.execute(
+            "SELECT current_version, self_pay_in_scope_fen, feed_date, source FROM stays"
+        ).fetchall() == [(1, 1_000 + ord("a"), DAY, "HOSPX")]
+        # and the later row, with other content, is the conflict
+        assert con.execute("SELECT partition_key FROM quarantine WHERE derived").fetchall() == [
+            (f"feed_date={(DAY + timedelta(days=2)).isoformat()}/source=SHYB",)
+        ]
