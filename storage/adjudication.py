@@ -337,10 +337,14 @@ def _reimbursement(remaining: str) -> str:
 
 
 # benefits.md, *Definitions* (covered, waiting period, chains): each matched stay's covering
-# plans, one enrolment per plan. The matched people's enrolments are picked first by their ID
-# alone: a one-column join whose filter DuckDB applies inside the scan of the 10 M enrolments,
-# so the join on ID, plan and dates sees only theirs (the join on all of them filtered the scan
-# by ranges only, and built every enrolment's row: ~0.25 CPU s a night, ADR 0017).
+# plans, one enrolment per plan. The matched people's enrolments are picked first by their
+# member number alone (migration 025: the identity number as an integer, one to one): a
+# one-column filter DuckDB applies inside the scan of the 10 M enrolments, so the join on ID,
+# plan and dates sees only theirs (the join on all of them filtered the scan by ranges only, and
+# built every enrolment's row: ~0.25 CPU s a night, ADR 0017), and the scan reads an integer
+# where it read and hashed every row's national_id (ADR 0032). A row without a number (no load
+# writes one: a table written by hand) is found by national_id; with none, as the load leaves
+# it, the column's statistics skip that branch's scan.
 COVERING_SQL = f"""
 CREATE OR REPLACE TEMP TABLE calc_covering AS
 WITH matched AS (
@@ -356,6 +360,15 @@ WITH matched AS (
     JOIN plan_rules r ON r.from_year <= y.benefit_year
     QUALIFY row_number() OVER (PARTITION BY y.benefit_year, r.plan_code
                                ORDER BY r.from_year DESC) = 1
+), people AS (
+    SELECT national_id, member_number(national_id) AS member_number
+    FROM (SELECT DISTINCT national_id FROM matched)
+), theirs AS (
+    SELECT * FROM enrollments
+    WHERE member_number IN (SELECT member_number FROM people)
+    UNION ALL
+    SELECT * FROM enrollments
+    WHERE member_number IS NULL AND national_id IN (SELECT national_id FROM people)
 ), covering AS (
     -- covered: an enrolment in the plan spans the admission date, and the admission is at
     -- least waiting_days after the start of that enrolment's unbroken chain
@@ -363,8 +376,7 @@ WITH matched AS (
            r.priority, r.rate_bp, r.deductible_fen, r.per_stay_cap_fen, r.daily_allowance_fen,
            r.allowance_days, r.annual_cap_fen
     FROM matched m
-    JOIN (SELECT * FROM enrollments
-          WHERE national_id IN (SELECT national_id FROM matched)) e
+    JOIN theirs e
       ON e.national_id = m.national_id
      AND m.admission_date BETWEEN e.coverage_start AND coalesce(e.coverage_end, {OPEN_END})
     JOIN year_rules r ON r.plan_code = e.plan_code AND r.benefit_year = m.benefit_year
