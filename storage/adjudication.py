@@ -338,14 +338,14 @@ def _reimbursement(remaining: str) -> str:
 
 # benefits.md, *Definitions* (covered, waiting period, chains): each matched stay's covering
 # plans, one enrolment per plan. The matched people's enrolments are picked first by their
-# member number alone (migration 025: the identity number as an integer, one to one): a
-# one-column filter DuckDB applies inside the scan of the 10 M enrolments, so the join on ID,
-# plan and dates sees only theirs (the join on all of them filtered the scan by ranges only, and
-# built every enrolment's row: ~0.25 CPU s a night, ADR 0017), and the scan reads an integer
-# where it read and hashed every row's national_id (ADR 0032). A row without a number (no load
-# writes one: a table written by hand) is found by national_id; with none, as the load leaves
-# it, the column's statistics skip that branch's scan.
-COVERING_SQL = f"""
+# member number alone (migration 025: the identity number as an integer, one to one): DuckDB
+# filters the scan of the 10 M enrolments by the join's keys on an integer column, so that only
+# theirs leave it (~570,000 on a late backfill chunk), and the join on ID, plan and dates sees
+# only those (the join on all of them filtered the scan by ranges only, and built every
+# enrolment's row: ~0.25 CPU s a night, ADR 0017). Picked by national_id, all 10 M rows left the
+# scan for the semi join (ADR 0032). While any enrolment has no number (none is written so: a
+# table written by hand), they are picked by national_id (COVERING_BY_ID_SQL), as before 025.
+_COVERING = f"""
 CREATE OR REPLACE TEMP TABLE calc_covering AS
 WITH matched AS (
     SELECT c.hospital_code, c.settlement_id, s.current_version, c.national_id,
@@ -360,15 +360,6 @@ WITH matched AS (
     JOIN plan_rules r ON r.from_year <= y.benefit_year
     QUALIFY row_number() OVER (PARTITION BY y.benefit_year, r.plan_code
                                ORDER BY r.from_year DESC) = 1
-), people AS (
-    SELECT national_id, member_number(national_id) AS member_number
-    FROM (SELECT DISTINCT national_id FROM matched)
-), theirs AS (
-    SELECT * FROM enrollments
-    WHERE member_number IN (SELECT member_number FROM people)
-    UNION ALL
-    SELECT * FROM enrollments
-    WHERE member_number IS NULL AND national_id IN (SELECT national_id FROM people)
 ), covering AS (
     -- covered: an enrolment in the plan spans the admission date, and the admission is at
     -- least waiting_days after the start of that enrolment's unbroken chain
@@ -376,7 +367,8 @@ WITH matched AS (
            r.priority, r.rate_bp, r.deductible_fen, r.per_stay_cap_fen, r.daily_allowance_fen,
            r.allowance_days, r.annual_cap_fen
     FROM matched m
-    JOIN theirs e
+    JOIN (SELECT * FROM enrollments
+          WHERE {{theirs}}) e
       ON e.national_id = m.national_id
      AND m.admission_date BETWEEN e.coverage_start AND coalesce(e.coverage_end, {OPEN_END})
     JOIN year_rules r ON r.plan_code = e.plan_code AND r.benefit_year = m.benefit_year
@@ -386,6 +378,12 @@ WITH matched AS (
 )
 SELECT * FROM covering
 """
+COVERING_SQL = _COVERING.format(
+    theirs="member_number IN (SELECT member_number(national_id) FROM matched)"
+)
+COVERING_BY_ID_SQL = _COVERING.format(theirs="national_id IN (SELECT national_id FROM matched)")
+# Any enrolment without a number: one look at the column's statistics when there is none.
+UNNUMBERED_ENROLMENTS_SQL = "SELECT EXISTS (SELECT 1 FROM enrollments WHERE member_number IS NULL)"
 
 # benefits.md, *Overlapping stays*: of a member's covered stays in (admission, discharge,
 # hospital, settlement) order, one that overlaps any earlier one is held for a person, unless a
@@ -740,7 +738,8 @@ def adjudicate(
     run_script(con, CALC_SQL)
     _drop_temp(con, "calc_stays")
     con.execute(CALC_STAYS_FULL_SQL if full else CALC_STAYS_SQL)
-    con.execute(COVERING_SQL)
+    unnumbered = con.execute(UNNUMBERED_ENROLMENTS_SQL).fetchone()
+    con.execute(COVERING_BY_ID_SQL if unnumbered and unnumbered[0] else COVERING_SQL)
     con.execute(OVERLAP_SQL)
     con.execute(TARGETS_SQL)
     con.execute(OUTCOMES_SQL)
