@@ -337,15 +337,11 @@ def _reimbursement(remaining: str) -> str:
 
 
 # benefits.md, *Definitions* (covered, waiting period, chains): each matched stay's covering
-# plans, one enrolment per plan. The matched people's enrolments are picked first by their
-# member number alone (migration 025: the identity number as an integer, one to one): DuckDB
-# filters the scan of the 10 M enrolments by the join's keys on an integer column, so that only
-# theirs leave it (~570,000 on a late backfill chunk), and the join on ID, plan and dates sees
-# only those (the join on all of them filtered the scan by ranges only, and built every
-# enrolment's row: ~0.25 CPU s a night, ADR 0017). Picked by national_id, all 10 M rows left the
-# scan for the semi join (ADR 0032). While any enrolment has no number (none is written so: a
-# table written by hand), they are picked by national_id (COVERING_BY_ID_SQL), as before 025.
-_COVERING = f"""
+# plans, one enrolment per plan. The matched people's enrolments are picked first by their ID
+# alone: a one-column join whose filter DuckDB applies inside the scan of the 10 M enrolments,
+# so the join on ID, plan and dates sees only theirs (the join on all of them filtered the scan
+# by ranges only, and built every enrolment's row: ~0.25 CPU s a night, ADR 0017).
+COVERING_SQL = f"""
 CREATE OR REPLACE TEMP TABLE calc_covering AS
 WITH matched AS (
     SELECT c.hospital_code, c.settlement_id, s.current_version, c.national_id,
@@ -368,7 +364,7 @@ WITH matched AS (
            r.allowance_days, r.annual_cap_fen
     FROM matched m
     JOIN (SELECT * FROM enrollments
-          WHERE {{theirs}}) e
+          WHERE national_id IN (SELECT national_id FROM matched)) e
       ON e.national_id = m.national_id
      AND m.admission_date BETWEEN e.coverage_start AND coalesce(e.coverage_end, {OPEN_END})
     JOIN year_rules r ON r.plan_code = e.plan_code AND r.benefit_year = m.benefit_year
@@ -378,12 +374,6 @@ WITH matched AS (
 )
 SELECT * FROM covering
 """
-COVERING_SQL = _COVERING.format(
-    theirs="member_number IN (SELECT member_number(national_id) FROM matched)"
-)
-COVERING_BY_ID_SQL = _COVERING.format(theirs="national_id IN (SELECT national_id FROM matched)")
-# Any enrolment without a number: one look at the column's statistics when there is none.
-UNNUMBERED_ENROLMENTS_SQL = "SELECT EXISTS (SELECT 1 FROM enrollments WHERE member_number IS NULL)"
 
 # benefits.md, *Overlapping stays*: of a member's covered stays in (admission, discharge,
 # hospital, settlement) order, one that overlaps any earlier one is held for a person, unless a
@@ -738,8 +728,7 @@ def adjudicate(
     run_script(con, CALC_SQL)
     _drop_temp(con, "calc_stays")
     con.execute(CALC_STAYS_FULL_SQL if full else CALC_STAYS_SQL)
-    unnumbered = con.execute(UNNUMBERED_ENROLMENTS_SQL).fetchone()
-    con.execute(COVERING_BY_ID_SQL if unnumbered and unnumbered[0] else COVERING_SQL)
+    con.execute(COVERING_SQL)
     con.execute(OVERLAP_SQL)
     con.execute(TARGETS_SQL)
     con.execute(OUTCOMES_SQL)

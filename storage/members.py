@@ -41,13 +41,7 @@ _FINGERPRINT_TYPES = {
 _ENROLMENT_COLUMNS = ", ".join(_FINGERPRINT_TYPES)
 # The chains' starts are computed before the insert (``derive``), so the enrolments are
 # the staged rows as they are: one scan, no window, no sort in DuckDB.
-# Each enrolment's member number (migration 025), what a commit finds a person's enrolments by
-# (storage.adjudication.COVERING_SQL): written with the row by the whole load and the partial one.
-_MEMBER_NUMBER = "member_number(national_id) AS member_number"
-_CHAINS = (
-    f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint, {_MEMBER_NUMBER} "
-    "FROM staged_enrollments"
-)
+_CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint FROM staged_enrollments"
 
 # A person's attributes come from their latest enrolment (by coverage_start, then
 # enrollment_id), flagged ``latest`` before the insert (``derive``): the members are the
@@ -479,10 +473,7 @@ RETURNING national_id, member_name_norm, birth_date, gender
 _OLD_ENROLMENTS = """
 DELETE FROM enrollments WHERE national_id IN (SELECT national_id FROM snapshot_changed_people)
 """
-_NEW_CHAINS = (
-    f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint, {_MEMBER_NUMBER} "
-    "FROM snapshot_changed_rows"
-)
+_NEW_CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint FROM snapshot_changed_rows"
 _NEW_MEMBERS = """
 SELECT national_id, member_name, member_name_norm, gender, birth_date, payee_account
 FROM snapshot_changed_rows WHERE latest
