@@ -248,3 +248,69 @@ def test_members_take_the_latest_start_then_the_greatest_id(tmp_path: Path) -> N
             )
         payees = dict(con.execute("SELECT national_id, payee_account FROM members").fetchall())
     assert payees == {"A": "A-greater-id", "B": "B-later", "C": "C-only"}
+
+
+def test_validations_repeated_ids_are_not_the_loads_repeated_people() -> None:
+    """Why the load flags its repeated people itself (ADR 0033): validation's whole-snapshot
+    flag is about ``enrollment_id`` (a repeat is quarantined), the load's ``several_person``
+    about ``national_id`` among the staged rows; and a flag on the raw numbers would not be the
+    load's either: one person spelled three ways (a 15-digit legacy number, its 18-character
+    form, lower case with spaces) is three raw values and one staged person, and a person whose
+    second row is quarantined repeats raw and not staged."""
+    from stdnum.cn import ric
+
+    from landing.readers import READ_ERROR
+    from transforms.enrollments import REPEATED_ID, mark_repeated_ids, validate_in_slices
+
+    b, c, d = (
+        body + ric.calc_check_digit(body + "0")
+        for body in ("11010519491231003", "11010519491231004", "11010519491231005")
+    )
+
+    def raw(eid: str, nid: str, plan: str = "WORKER_MUTUAL") -> dict[str, str | None]:
+        return {
+            "enrollment_id": eid,
+            "national_id": nid,
+            "member_name": "张三",
+            "gender": "M",
+            "birth_date": "1949-12-31",
+            "plan_code": plan,
+            "coverage_start": "2020-01-01",
+            "coverage_end": None,
+            "payee_account": "6222000011112222",
+        }
+
+    rows = [
+        raw("E1", "11010519491231002X"),
+        raw("E2", "110105491231002"),  # the same person's legacy number
+        raw("E3", " 110105 19491231002x "),
+        raw("E4", b),
+        raw("E5", c),  # C and D share an enrolment id: both quarantined
+        raw("E5", d),
+        raw("E6", b, plan="GOLD"),  # B again, quarantined
+    ]
+    frame = (
+        pl.DataFrame(rows, schema={k: pl.String for k in rows[0]})
+        .with_columns(
+            pl.lit(None, pl.String).alias(READ_ERROR), pl.lit(None, pl.String).alias("_line")
+        )
+        .with_row_index("row_number", offset=1)
+        .with_columns(pl.col("row_number").cast(pl.Int64))
+    )
+    validation_flag = mark_repeated_ids(frame).get_column(REPEATED_ID).to_list()
+    assert validation_flag == [False, False, False, False, True, True, False]
+    raw_number_flag = frame.get_column("national_id").is_duplicated().to_list()
+    assert raw_number_flag == [False, False, False, True, False, False, True]
+
+    (part,) = validate_in_slices(frame, snapshot_date=date(2026, 11, 1))
+    staged = part.staged.to_arrow(compat_level=pl.CompatLevel.newest())
+    assert set(staged.column("national_id").to_pylist()) == {"11010519491231002X", b}
+    flags = repeat_flags(staged)
+    several = dict(
+        zip(
+            flags.column("enrollment_id").to_pylist(),
+            flags.column("several_person").to_pylist(),
+            strict=True,
+        )
+    )
+    assert several == {"E1": True, "E2": True, "E3": True, "E4": False}
