@@ -22,13 +22,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from test_ledger import frame
 from test_night_scope import FIRST_NIGHT, History, _v, check_equals_full_recompute, play
 
 import synth
 from pipeline import run_local
 from storage.adjudication import adjudicate
 from storage.warehouse import open_warehouse, transaction
-from test_ledger import frame
 
 # RETIREE_INPATIENT 2026: 60 % of 10,000.00 less the deductible per stay, 15,000.00 a year.
 # K2 (long) is held: it overlaps K3, admitted earlier. N1 overlaps K2, so K2 is recomputed and
