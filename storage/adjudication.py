@@ -10,7 +10,6 @@ overlap them (CALC_SQL).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 
 import duckdb
 
@@ -145,8 +144,7 @@ FROM (
            settlement_id
     FROM people_stays SEMI JOIN overlap_touched USING (hospital_code, settlement_id)
 )
-WHERE national_id IN (SELECT national_id FROM people_stays
-                      UNION ALL SELECT national_id FROM kept_before)
+WHERE national_id IN (SELECT national_id FROM people_stays)
 GROUP BY ALL;
 
 CREATE OR REPLACE TEMP TABLE cap_kept AS
@@ -159,18 +157,10 @@ WHERE v.pivot IS NOT NULL
                   WHERE t.hospital_code = p.hospital_code AND t.settlement_id = p.settlement_id);
 
 CREATE OR REPLACE TEMP TABLE cap_prefix AS
-SELECT national_id, plan_code, benefit_year, sum(prefix_fen)::BIGINT AS prefix_fen
+SELECT national_id, raw.plan_code, benefit_year, sum(raw.raw_fen)::BIGINT AS prefix_fen
 FROM (
-    SELECT national_id, raw.plan_code, benefit_year, raw.raw_fen AS prefix_fen
-    FROM (
-        SELECT p.national_id, p.benefit_year, unnest(p.raw_by_plan) AS raw
-        FROM people_stays p SEMI JOIN cap_kept USING (hospital_code, settlement_id)
-    )
-    UNION ALL
-    -- the stays discharged before the window (ADR 0031): before every pivot of their cap
-    SELECT k.national_id, k.plan_code, k.benefit_year, k.prefix_fen
-    FROM kept_before k JOIN cap_pivot v USING (national_id, benefit_year)
-    WHERE v.pivot IS NOT NULL
+    SELECT p.national_id, p.benefit_year, unnest(p.raw_by_plan) AS raw
+    FROM people_stays p SEMI JOIN cap_kept USING (hospital_code, settlement_id)
 )
 GROUP BY ALL;
 """
@@ -256,74 +246,6 @@ WHERE o.member_number IS NULL
                         WHERE member_number(national_id) IS NULL)
   AND {_PEOPLE_STATUSES}
 """
-
-# The people's other outcomes a night can reach, by discharge date (ADR 0031). ``start`` is the
-# earliest admission of the positions the scope holds now or held before (CAP_PREFIX_SQL's
-# pivot sources: where its stays are now, where they were when they had targets, and whoever
-# they were matched to). An other stay discharged before ``start`` overlaps no scope stay, old
-# or new (a stay held against a scope stay overlaps that stay's old dates, which its outcome
-# keeps: both were written by the computation that held it), and lies before every pivot of
-# its cap: it is not recomputed. It still matters in two ways: as a kept covered stay that a
-# recomputed stay is judged against, and in the sum its cap starts from. A recomputed stay is
-# discharged on or after ``start`` and admitted on or after ``reach``, the earliest admission
-# among the outcomes read so far, so the kept stays it can overlap are discharged after
-# ``reach``: they are read whole. Those discharged before ``reach`` (yet in a benefit year a
-# recomputed stay can be in: from the year of ``start`` on) enter only their cap's sum, read
-# as sums per (member, plan, benefit year) in ``kept_before`` (three columns, not sixteen).
-# ``start`` unknown (a position without dates: an outcome written before its facts were kept,
-# 013) reads every outcome of the people whole, as before.
-SCOPE_OLD_TARGETS_SQL = """
-CREATE OR REPLACE TEMP TABLE scope_old_targets AS
-SELECT DISTINCT hospital_code, settlement_id, national_id, benefit_year FROM stay_plan_targets
-SEMI JOIN scope USING (hospital_code, settlement_id)
-"""
-WINDOW_START_SQL = """
-SELECT min(admission_date),
-       count(*) FILTER (WHERE admission_date IS NULL OR discharge_date IS NULL)
-FROM (
-    SELECT s.admission_date, s.discharge_date
-    FROM new_match n JOIN scope_stays s USING (hospital_code, settlement_id)
-    WHERE n.match_status = 'matched'
-    UNION ALL
-    SELECT admission_date, discharge_date FROM scope_old_outcomes WHERE national_id <> ''
-    UNION ALL
-    SELECT o.admission_date, o.discharge_date
-    FROM scope_old_targets t LEFT JOIN scope_old_outcomes o USING (hospital_code, settlement_id)
-)
-"""
-PEOPLE_ROWS_FROM_SQL = PEOPLE_ROWS_SQL + "  AND o.discharge_date >= $start\n"
-WINDOW_REACH_SQL = """
-SELECT min(admission_date), count(*) FILTER (WHERE admission_date IS NULL) FROM people_rows
-"""
-PEOPLE_ROWS_BEFORE_SQL = f"""
-INSERT INTO people_rows
-SELECT {_PEOPLE_COLUMNS.format(national_id="a.national_id")}
-FROM stay_outcomes o
-JOIN (SELECT national_id, member_number(national_id) AS member_number FROM affected_people) a
-  USING (member_number)
-WHERE {_PEOPLE_STATUSES}
-  AND o.discharge_date >= $reach AND o.discharge_date < $start
-"""
-# Without the statuses: only a paid or zero-benefit outcome has raw amounts (OUTCOMES_SQL: a
-# stay's targets exist only if it was covered and not held; ``claims verify`` holds them to the
-# targets, ``outcome_amounts``), so the sum is the same and two columns fewer are read.
-KEPT_BEFORE_SQL = """
-CREATE OR REPLACE TEMP TABLE kept_before AS
-SELECT national_id, raw.plan_code, benefit_year, sum(raw.raw_fen)::BIGINT AS prefix_fen
-FROM (
-    SELECT a.national_id, year(o.discharge_date) AS benefit_year, unnest(o.raw_by_plan) AS raw
-    FROM stay_outcomes o
-    JOIN (SELECT national_id, member_number(national_id) AS member_number
-          FROM affected_people) a
-      USING (member_number)
-    WHERE o.discharge_date >= $year_start AND o.discharge_date < $reach
-)
-GROUP BY ALL
-"""
-NO_KEPT_BEFORE_SQL = """
-CREATE OR REPLACE TEMP TABLE kept_before
-    (national_id VARCHAR, plan_code VARCHAR, benefit_year BIGINT, prefix_fen BIGINT)
-"""
 # A full recompute's scope is every stay: nobody has other stays.
 PEOPLE_ROWS_FULL_SQL = f"""
 CREATE OR REPLACE TEMP TABLE people_rows AS
@@ -348,6 +270,10 @@ UNION
 SELECT p.hospital_code, p.settlement_id
 FROM people_stays p
 WHERE p.overlapped_stay IN (SELECT hospital_code || '/' || settlement_id FROM scope);
+
+CREATE OR REPLACE TEMP TABLE scope_old_targets AS
+SELECT DISTINCT hospital_code, settlement_id, national_id, benefit_year FROM stay_plan_targets
+SEMI JOIN scope USING (hospital_code, settlement_id);
 
 CREATE OR REPLACE TEMP TABLE affected_years AS
 SELECT national_id, year(discharge_date) AS benefit_year FROM scope_now
@@ -739,37 +665,6 @@ def _drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"DROP {kind} temp.{name}")
 
 
-def _read_people_rows(con: duckdb.DuckDBPyConnection) -> None:
-    """The affected people's other outcomes a night can reach (``people_rows``, ``kept_before``).
-
-    Read whole from the window's start on, and before it down to ``reach``; before that only
-    their caps' sums (PEOPLE_ROWS_SQL, ADR 0031). Every outcome whole when the start is unknown
-    or someone has no member number (read by ID).
-    """
-    unnumbered = con.execute(UNNUMBERED_PEOPLE_SQL).fetchone()
-    window = con.execute(WINDOW_START_SQL).fetchone()
-    start = window[0] if window and not window[1] else None
-    if start is None or (unnumbered and unnumbered[0]):
-        con.execute(PEOPLE_ROWS_SQL)
-        if unnumbered and unnumbered[0]:
-            con.execute(PEOPLE_ROWS_BY_ID_SQL)
-        con.execute(NO_KEPT_BEFORE_SQL)
-        return
-    con.execute(PEOPLE_ROWS_FROM_SQL, {"start": start})
-    found = con.execute(WINDOW_REACH_SQL).fetchone()
-    if found is None or found[1]:  # an outcome without an admission date: no lower bound
-        reach = date.min
-    else:
-        reach = min(start, found[0]) if found[0] is not None else start
-    if reach < start:
-        con.execute(PEOPLE_ROWS_BEFORE_SQL, {"reach": reach, "start": start})
-    year_start = date(start.year, 1, 1)
-    if year_start < reach:
-        con.execute(KEPT_BEFORE_SQL, {"year_start": year_start, "reach": reach})
-    else:
-        con.execute(NO_KEPT_BEFORE_SQL)
-
-
 @dataclass(frozen=True)
 class Adjudicated:
     """How much was recomputed."""
@@ -825,12 +720,11 @@ def adjudicate(
     run_script(con, NIGHT_MEMBERS_SQL)
     con.execute(MATCH_SQL)
     run_script(con, AFFECTED_PEOPLE_SQL)
-    con.execute(SCOPE_OLD_TARGETS_SQL)
-    if full:
-        con.execute(PEOPLE_ROWS_FULL_SQL)
-        con.execute(NO_KEPT_BEFORE_SQL)
-    else:
-        _read_people_rows(con)
+    con.execute(PEOPLE_ROWS_FULL_SQL if full else PEOPLE_ROWS_SQL)
+    if not full:
+        unnumbered = con.execute(UNNUMBERED_PEOPLE_SQL).fetchone()
+        if unnumbered and unnumbered[0]:
+            con.execute(PEOPLE_ROWS_BY_ID_SQL)
     run_script(con, CALC_SQL)
     _drop_temp(con, "calc_stays")
     con.execute(CALC_STAYS_FULL_SQL if full else CALC_STAYS_SQL)
