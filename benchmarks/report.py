@@ -256,7 +256,8 @@ def write_markdown(path: Path, record: dict[str, Any]) -> None:
         f"--year {date.fromordinal(year_last).year}` on the year-end warehouse and its outbox.",
         "",
         f"Repeats: {record['repeats']} fresh processes for each short run and floor; "
-        f"{record['backfill_repeats']} for the year-long runs and the new-snapshot night. "
+        f"{record['backfill_repeats']} for the year-long runs; the new-snapshot night and its "
+        "bare load in turn, each as often as a short run. "
         "Before each benchmark its input files are read once (page cache), and a first Prefect "
         "run (not measured) creates Prefect's database under `benchmarks/out/prefect-home`. "
         "Every child process keeps compiled bytecode (`PYTHONPYCACHEPREFIX` under the output "

@@ -622,9 +622,17 @@ class Bench:
         new_file = next(p for p in sorted(new_dir.iterdir()) if p.name.startswith("part-"))
         self.warm(new_dir, self.ds.night_landing)
         bare_new = self.work / "bare-new.duckdb"
-        bare = [self.bare_load(bare_new, "newsnap-bare-0", new_file)]
-        source, n = self.yearend / "warehouse.duckdb", self.scale.backfill_repeats
-        cli, checks = self.night_runs("claims", source, landing, "newsnap-cli", n)
+        source = self.yearend / "warehouse.duckdb"
+        # The bare load and the night in turn, each repeat: the limit (twice the bare load) and
+        # the figure taken at the same moment. Measured once each, the verdict turned on one
+        # sample's spread (1f49c5b and 80d072a, the same code: 21.9 s met, 24.7 s missed).
+        bare: list[Sample] = []
+        cli: list[Sample] = []
+        checks: list[dict[str, int]] = []
+        for r in range(self.scale.repeats):
+            bare.append(self.bare_load(bare_new, f"newsnap-bare-{r}", new_file))
+            got, sums = self.night_runs("claims", source, landing, "newsnap-cli", 1, r)
+            cli, checks = cli + got, checks + sums
         floor = [self.floor(landing, "newsnap-floor-0", bare_new)]
         bare_new.unlink(missing_ok=True)
         self.results["newsnap"] = {
