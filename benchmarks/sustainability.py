@@ -80,13 +80,12 @@ def build(path: Path, enrolments: int, stays_per_enrolment: float) -> dict[str, 
         # First enrolment of each person: retirees in the retirees' plan, the others spread over
         # the workers' plans; further enrolments (0.38 per person) in the union's basic cover.
         con.execute(f"""
-            INSERT INTO enrollments (enrollment_id, national_id, member_name, member_name_norm,
-                gender, birth_date, plan_code, coverage_start, coverage_end, payee_account,
-                chain_start)
+            INSERT INTO enrollments (enrollment_id, national_id, plan_code, coverage_start,
+                coverage_end, chain_start)
             WITH e AS (
                 SELECT i, i % {people} AS p, i >= {people} AS extra FROM range({enrolments}) t(i)
             )
-            SELECT 'E' || e.i, p.national_id, 'member', 'member', 'F', p.birth_date,
+            SELECT 'E' || e.i, p.national_id,
                    CASE WHEN e.extra THEN 'UNION_BASIC'
                         WHEN p.retiree THEN 'RETIREE_INPATIENT'
                         WHEN {u("e.i", 3)} < 0.7 THEN 'WORKER_MUTUAL'
@@ -94,7 +93,7 @@ def build(path: Path, enrolments: int, stays_per_enrolment: float) -> dict[str, 
                    s.start,
                    CASE WHEN {u("e.i", 5)} < 0.75 THEN NULL
                         ELSE s.start + 200 + ({u("e.i", 6)} * 1500)::INTEGER END,
-                   '0000', s.start
+                   s.start
             FROM e JOIN people p USING (p),
                  LATERAL (SELECT DATE '2019-01-01' + ({u("e.i", 4)} * 2800)::INTEGER AS start) s
         """)  # fmt: skip
@@ -107,18 +106,19 @@ def build(path: Path, enrolments: int, stays_per_enrolment: float) -> dict[str, 
                 SELECT j, (hash(j, 7) % {enrolments}) AS ei,
                        floor({u("j", 8)} * 304)::INTEGER AS doy FROM range({draws}) t(j)
             )
-            SELECT d.j, e.national_id, e.plan_code, e.birth_date,
+            SELECT d.j, e.national_id, e.plan_code, p.birth_date,
                    DATE '2026-01-01' + d.doy AS discharge_date, pl.mean_yuan,
                    e.coverage_start <= DATE '2026-01-01' + d.doy - 3
                        AND coalesce(e.coverage_end, DATE '9999-12-31')
                            >= DATE '2026-01-01' + d.doy - 3 AS covered
             FROM d JOIN enrollments e ON e.enrollment_id = 'E' || d.ei
+            JOIN people p USING (national_id)
             JOIN ({_PLANS}) pl USING (plan_code)
             WHERE {u("d.j", 9)} < 0.16 * pl.weight
                   * (1 + 0.15 * cos(2 * pi() * (d.doy - 15) / 365.0))
                   * CASE WHEN e.plan_code = 'RETIREE_INPATIENT' THEN 0.7 + 0.6 * d.doy / 304.0
                          ELSE 1 END
-                  * (0.6 + ({YEAR} - year(e.birth_date)) / 80.0)
+                  * (0.6 + ({YEAR} - year(p.birth_date)) / 80.0)
         """)  # fmt: skip
         con.execute("""
             INSERT INTO stays

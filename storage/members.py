@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 # An enrolment's columns as staged (the contract's, normalised), with the polars types a
 # fingerprint casts them to, so that its hash depends on the values alone: the columns the
-# tables take and the diff compares, named once.
+# diff compares, named once. ``enrollments`` keeps the cover alone (migration 024, ADR 0034):
+# the person's name, gender, birth date and payee are their member row's.
 _FINGERPRINT_TYPES = {
     "enrollment_id": "String",
     "national_id": "String",
@@ -39,9 +40,10 @@ _FINGERPRINT_TYPES = {
     "payee_account": "String",
 }
 _ENROLMENT_COLUMNS = ", ".join(_FINGERPRINT_TYPES)
+_COVER_COLUMNS = "enrollment_id, national_id, plan_code, coverage_start, coverage_end"
 # The chains' starts are computed before the insert (``derive``), so the enrolments are
-# the staged rows as they are: one scan, no window, no sort in DuckDB.
-_CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint FROM staged_enrollments"
+# the staged rows' cover as it is: one scan, no window, no sort in DuckDB.
+_CHAINS = f"SELECT {_COVER_COLUMNS}, chain_start, fingerprint FROM staged_enrollments"
 
 # A person's attributes come from their latest enrolment (by coverage_start, then
 # enrollment_id), flagged ``latest`` before the insert (``derive``): the members are the
@@ -238,10 +240,15 @@ def _derive(
 # migration 023, computed by ``fingerprints``), so the diff hashes the new side only, once, for
 # the diff and for the next one (ADR 0026). They are compared only when the kept canary says
 # they were computed the way this process computes them (the same polars hash); otherwise (a
-# warehouse from before 023, another polars) both sides are hashed here by DuckDB, as before.
+# warehouse from before 023, another polars) the diff compares what the warehouse keeps
+# (ADR 0034): each enrolment's cover, hashed on both sides by DuckDB, and each person's member
+# row against their latest staged row. That names the people whose enrolment rows or member row
+# the load changes, which is all a re-match reads; the kept fingerprints name those too, and
+# also anyone whose earlier enrolment alone changed its name or payee (whose re-match then finds
+# what it found before).
 # An old row without a fingerprint (NULL) never equals a new one: its person counts as changed.
 SNAPSHOT_CHANGES = "snapshot_changes"
-_FINGERPRINTS = f"SELECT enrollment_id, national_id, hash({_ENROLMENT_COLUMNS}) AS fingerprint"
+_COVER_FINGERPRINTS = f"SELECT enrollment_id, national_id, hash({_COVER_COLUMNS}) AS fingerprint"
 _KEPT_FINGERPRINTS = "SELECT enrollment_id, national_id, fingerprint"
 _CHANGED_PEOPLE = """
 CREATE OR REPLACE TEMP TABLE snapshot_changed_people AS
@@ -250,6 +257,19 @@ FROM ({fingerprints} FROM enrollments) o
 FULL JOIN ({fingerprints} FROM staged_enrollments) n
     ON o.enrollment_id = n.enrollment_id AND o.fingerprint = n.fingerprint
 WHERE o.enrollment_id IS NULL OR n.enrollment_id IS NULL
+"""
+# With the cover alone compared: also the people whose member row the load changes (the rows
+# ``derive`` flagged ``latest``; people who came or left are named by their enrolments).
+_CHANGED_MEMBERS = """
+INSERT INTO snapshot_changed_people
+SELECT o.national_id
+FROM members o JOIN (SELECT * FROM staged_enrollments WHERE latest) n USING (national_id)
+WHERE o.member_name IS DISTINCT FROM n.member_name
+   OR o.member_name_norm IS DISTINCT FROM n.member_name_norm
+   OR o.gender IS DISTINCT FROM n.gender
+   OR o.birth_date IS DISTINCT FROM n.birth_date
+   OR o.payee_account IS DISTINCT FROM n.payee_account
+EXCEPT SELECT national_id FROM snapshot_changed_people
 """
 _CHANGE_ROWS = f"""
 INSERT INTO {SNAPSHOT_CHANGES}
@@ -310,9 +330,14 @@ def fingerprints(rows: pa.Table, *, batch: int = _FINGERPRINT_BATCH) -> pa.Table
 
 
 def _changed_people(con: duckdb.DuckDBPyConnection, canary: int) -> None:
-    """``snapshot_changed_people``: the diff, on the kept fingerprints when they compare."""
+    """``snapshot_changed_people``: the diff, on the kept fingerprints when they compare, else
+    on the cover and the members (the staged rows carry ``derive``'s ``latest``)."""
     kept = con.execute("SELECT hash_canary FROM fingerprint_keys").fetchall() == [(canary,)]
-    con.execute(_CHANGED_PEOPLE.format(fingerprints=_KEPT_FINGERPRINTS if kept else _FINGERPRINTS))
+    if kept:
+        con.execute(_CHANGED_PEOPLE.format(fingerprints=_KEPT_FINGERPRINTS))
+    else:
+        con.execute(_CHANGED_PEOPLE.format(fingerprints=_COVER_FINGERPRINTS))
+        con.execute(_CHANGED_MEMBERS)
 
 
 def _start_changes(con: duckdb.DuckDBPyConnection) -> None:
@@ -473,7 +498,7 @@ RETURNING national_id, member_name_norm, birth_date, gender
 _OLD_ENROLMENTS = """
 DELETE FROM enrollments WHERE national_id IN (SELECT national_id FROM snapshot_changed_people)
 """
-_NEW_CHAINS = f"SELECT {_ENROLMENT_COLUMNS}, chain_start, fingerprint FROM snapshot_changed_rows"
+_NEW_CHAINS = f"SELECT {_COVER_COLUMNS}, chain_start, fingerprint FROM snapshot_changed_rows"
 _NEW_MEMBERS = """
 SELECT national_id, member_name, member_name_norm, gender, birth_date, payee_account
 FROM snapshot_changed_rows WHERE latest

@@ -60,7 +60,7 @@ WHERE discharge_date BETWEEN make_date($year, 1, 1) AND make_date($year, 12, 31)
 # band, mask): a few hundred groups, expanded to months at the end.
 MEMBER_MONTHS_SQL = f"""
 WITH spans AS (
-    SELECT plan_code, national_id, birth_date,
+    SELECT plan_code, national_id,
         CASE WHEN coverage_start <= make_date($year, 1, 15) THEN 1
              ELSE month(coverage_start) + CASE WHEN day(coverage_start) > 15 THEN 1 ELSE 0 END
         END AS m_from,
@@ -72,16 +72,15 @@ WITH spans AS (
       AND coalesce(coverage_end, DATE '9999-12-31') >= make_date($year, 1, 15)
       AND ($plan IS NULL OR plan_code = $plan)
 ), per_member AS (
-    SELECT plan_code, national_id, any_value(birth_date) AS enrolled_birth_date,
+    SELECT plan_code, national_id,
            bit_or((1::BIGINT << m_to) - (1::BIGINT << (m_from - 1))) AS mask
     FROM spans
     WHERE m_from <= m_to
     GROUP BY plan_code, national_id
 ), banded AS (
-    SELECT p.plan_code, {_BAND.format(b="coalesce(m.birth_date, p.enrolled_birth_date)")}
-               AS age_band,
+    SELECT p.plan_code, {_BAND.format(b="m.birth_date")} AS age_band,
            p.mask, count(*) AS members
-    FROM per_member p LEFT JOIN members m USING (national_id)
+    FROM per_member p JOIN members m USING (national_id)  -- everyone enrolled is a member
     GROUP BY ALL
 )
 SELECT b.plan_code, b.age_band, mo.month::INTEGER AS month,

@@ -171,7 +171,7 @@ def _secrets(landing: Path, warehouse: Path) -> dict[str, set[str]]:
                 bucket.update(v for v in frame.get_column(column).to_list() if v)
     for table, columns in (
         ("members", ("national_id", "member_name", "payee_account")),
-        ("enrollments", ("national_id", "member_name", "payee_account")),
+        ("enrollments", ("national_id",)),  # names and accounts: the members (migration 024)
         ("discharge_rows", ("national_id", "patient_name")),
         ("payment_instructions", ("national_id", "payee_name", "payee_account")),
     ):

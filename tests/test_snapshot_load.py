@@ -1,9 +1,10 @@
 """The snapshot load's diff: one join on enrollment_id finds exactly the people whose enrolment
 rows differ in any column, as two set differences over whole rows do (issue 16), on the
-fingerprints the load before kept (migration 023) or, when they cannot be compared (a warehouse
-from before 023, another way of hashing), on both sides hashed anew; over kept fingerprints only
-the changed people's rows are replaced, and the tables end as a load that replaces everyone
-leaves them (ADR 0029)."""
+fingerprints the load before kept (migration 023); when they cannot be compared (a warehouse
+from before 023, another way of hashing), exactly the people whose kept rows change (their
+enrolments' cover or their member row, migration 024, ADR 0034), on both sides hashed anew;
+over kept fingerprints only the changed people's rows are replaced, and the tables end as a
+load that replaces everyone leaves them (ADR 0029)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ from storage.warehouse import open_warehouse, transaction
 from transforms.enrollments import STAGED_COLUMNS
 
 COLUMNS = ", ".join(STAGED_COLUMNS)
+# What ``enrollments`` keeps of a row (its cover, migration 024), and what ``members`` keeps of
+# a person's latest row.
+COVER = ["enrollment_id", "national_id", "plan_code", "coverage_start", "coverage_end"]
+PERSON = ["member_name", "member_name_norm", "gender", "birth_date", "payee_account"]
 
 
 def _row(eid: int, person: int, rng: random.Random) -> dict[str, object]:
@@ -127,24 +132,49 @@ def _first_load(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
     return warehouse
 
 
+def _differing(before: pl.DataFrame, after: pl.DataFrame, on: list[str]) -> set[str]:
+    """The people of the rows, old or new, without an equal twin on the other side in ``on``."""
+    return {
+        *pl.concat(
+            [
+                before.join(after, on=on, how="anti", nulls_equal=True),
+                after.join(before, on=on, how="anti", nulls_equal=True),
+            ]
+        )
+        .get_column("national_id")
+        .to_list()
+    }
+
+
+def _latest(rows: pl.DataFrame) -> pl.DataFrame:
+    """Each person's row with the latest start, then the greatest id (benefits.md, *Matching*)."""
+    order = ["national_id", "coverage_start", "enrollment_id"]
+    return rows.sort(order).group_by("national_id", maintain_order=True).last()
+
+
 def _diff(
-    warehouse: Path, folder: Path, new: list[dict[str, object]], day: date
+    warehouse: Path,
+    folder: Path,
+    old: list[dict[str, object]],
+    new: list[dict[str, object]],
+    day: date,
+    *,
+    kept: bool = True,
 ) -> tuple[set[str], set[object]]:
-    """Load ``new`` over the snapshot in effect: (the people it names, the people two set
-    differences over whole rows name)."""
+    """Load ``new`` over ``old``, the snapshot in effect: (the people it names, the people set
+    differences name). On kept fingerprints (``kept``): over whole rows. Otherwise over what
+    the warehouse keeps (ADR 0034): the enrolments' cover, and each person's latest row."""
+    before = pl.DataFrame(old, schema=_schema()).select(STAGED_COLUMNS)
+    after = pl.DataFrame(new, schema=_schema()).select(STAGED_COLUMNS)
+    if kept:
+        expected = _differing(before, after, STAGED_COLUMNS)
+    else:
+        expected = _differing(before, after, COVER) | _differing(
+            _latest(before).join(_latest(after), on="national_id", how="semi"),
+            _latest(after).join(_latest(before), on="national_id", how="semi"),
+            ["national_id", *PERSON],
+        )
     with open_warehouse(warehouse) as con, transaction(con):
-        before = con.sql(f"SELECT {COLUMNS} FROM enrollments").pl()
-        after = pl.DataFrame(new, schema=before.schema).select(STAGED_COLUMNS)
-        expected = {
-            *pl.concat(
-                [
-                    before.join(after, on=STAGED_COLUMNS, how="anti", nulls_equal=True),
-                    after.join(before, on=STAGED_COLUMNS, how="anti", nulls_equal=True),
-                ]
-            )
-            .get_column("national_id")
-            .to_list()
-        }
         load_snapshot(
             con,
             staged=_stage(folder, new, 3),
@@ -153,13 +183,15 @@ def _diff(
             run_id=folder.name,
         )
         found = con.sql(f"SELECT DISTINCT national_id FROM {SNAPSHOT_CHANGES}").fetchall()
-        loaded = con.sql(f"SELECT {COLUMNS} FROM enrollments").pl()
-        members = con.sql("SELECT count(*) FROM members").fetchall()[0]
-        kept = con.sql("SELECT count(*) FROM enrollments WHERE fingerprint IS NULL").fetchall()
+        loaded = con.sql(f"SELECT {', '.join(COVER)} FROM enrollments").pl()
+        members = con.sql(f"SELECT national_id, {', '.join(PERSON)} FROM members").pl()
+        missing = con.sql("SELECT count(*) FROM enrollments WHERE fingerprint IS NULL").fetchall()
         canary = con.sql("SELECT hash_canary FROM fingerprint_keys").fetchall()
-    assert loaded.sort("enrollment_id").equals(after.sort("enrollment_id"))
-    assert members == (after.get_column("national_id").n_unique(),)
-    assert kept == [(0,)] and canary == [(fingerprint_canary(),)]  # kept for the next diff
+    assert loaded.sort("enrollment_id").equals(after.select(COVER).sort("enrollment_id"))
+    assert members.sort("national_id").equals(
+        _latest(after).select(members.columns).sort("national_id")
+    )
+    assert missing == [(0,)] and canary == [(fingerprint_canary(),)]  # kept for the next diff
     return {r[0] for r in found}, expected
 
 
@@ -169,11 +201,12 @@ def test_the_diff_names_the_people_a_set_difference_names(tmp_path: Path, seed: 
     old = [_row(i, rng.randrange(50), rng) for i in range(200)]
     warehouse = _first_load(tmp_path, old)
     second = _changed(old, rng)
-    found, expected = _diff(warehouse, tmp_path / "b", second, date(2025, 2, 1))
+    found, expected = _diff(warehouse, tmp_path / "b", old, second, date(2025, 2, 1))
     assert expected, "the random changes changed somebody"
     assert found == expected
     # and again, on the fingerprints the second load kept
-    found, expected = _diff(warehouse, tmp_path / "c", _changed(second, rng), date(2025, 3, 1))
+    third = _changed(second, rng)
+    found, expected = _diff(warehouse, tmp_path / "c", second, third, date(2025, 3, 1))
     assert expected and found == expected
 
 
@@ -198,9 +231,33 @@ def test_a_warehouse_from_before_023_diffs_as_it_did_then_keeps_fingerprints(
         assert con.sql("SELECT count(*) FROM fingerprint_keys").fetchall() == [(0,)]
         assert con.sql("SELECT count(*) FROM enrollments").fetchall() == [(len(old),)]
     second = _changed(old, rng)
-    found, expected = _diff(warehouse, tmp_path / "b", second, date(2025, 2, 1))
+    found, expected = _diff(warehouse, tmp_path / "b", old, second, date(2025, 2, 1), kept=False)
     assert expected and found == expected  # not everyone: the old side was hashed anew
-    found, expected = _diff(warehouse, tmp_path / "c", _changed(second, rng), date(2025, 3, 1))
+    third = _changed(second, rng)
+    found, expected = _diff(warehouse, tmp_path / "c", second, third, date(2025, 3, 1))
+    assert expected and found == expected
+
+
+def test_a_warehouse_from_before_024_keeps_its_cover_and_diffs_on_its_fingerprints(
+    tmp_path: Path,
+) -> None:
+    """Migration 024 drops the person's columns from ``enrollments`` (their member row keeps
+    them): the cover, chains and fingerprints stay, and the next diff reads the fingerprints."""
+    rng = random.Random(11)
+    old = [_row(i, rng.randrange(50), rng) for i in range(200)]
+    warehouse = _first_load(tmp_path, old)
+    with open_warehouse(warehouse) as con:
+        before = con.sql("SELECT * FROM enrollments ORDER BY enrollment_id").fetchall()
+        for column, kind in zip(PERSON, ["VARCHAR"] * 3 + ["DATE", "VARCHAR"], strict=True):
+            con.execute(f"ALTER TABLE enrollments ADD COLUMN {column} {kind}")
+        con.execute("UPDATE enrollments SET member_name = 'someone', payee_account = '6222'")
+        con.execute("DELETE FROM schema_migrations WHERE version = 24")
+    with open_warehouse(warehouse) as con:  # migrates
+        columns = [r[0] for r in con.sql("DESCRIBE enrollments").fetchall()]
+        after = con.sql("SELECT * FROM enrollments ORDER BY enrollment_id").fetchall()
+    assert columns == [*COVER, "chain_start", "fingerprint"] and after == before
+    second = _changed(old, rng)
+    found, expected = _diff(warehouse, tmp_path / "b", old, second, date(2025, 2, 1))
     assert expected and found == expected
 
 
@@ -221,7 +278,7 @@ def test_the_diff_reads_the_kept_fingerprints_while_the_canary_matches(tmp_path:
     old = [_row(i, i % 50, rng) for i in range(200)]
     warehouse = _first_load(tmp_path, old)
     _spoil(warehouse, "E3", canary=False)
-    found, expected = _diff(warehouse, tmp_path / "b", old, date(2025, 2, 1))
+    found, expected = _diff(warehouse, tmp_path / "b", old, old, date(2025, 2, 1))
     # nothing changed, but the kept fingerprint of E3 says it did: it was read
     assert expected == set() and found == {"P3"}
 
@@ -231,7 +288,7 @@ def test_a_canary_that_differs_hashes_both_sides_anew(tmp_path: Path) -> None:
     old = [_row(i, i % 50, rng) for i in range(200)]
     warehouse = _first_load(tmp_path, old)
     _spoil(warehouse, "E3", canary=True)
-    found, expected = _diff(warehouse, tmp_path / "b", old, date(2025, 2, 1))
+    found, expected = _diff(warehouse, tmp_path / "b", old, old, date(2025, 2, 1), kept=False)
     assert expected == set() and found == set()  # the kept fingerprints were not read
 
 
@@ -318,9 +375,11 @@ def test_replacing_the_changed_people_writes_what_replacing_everyone_writes(
     tmp_path: Path, seed: int
 ) -> None:
     """Over kept fingerprints only the changed people's rows are written again (ADR 0029): the
-    enrolments (with chains and fingerprints), the members and the changes handed to
-    adjudication are those of a load that replaces every row (forced by a canary that says the
-    kept fingerprints were made otherwise)."""
+    enrolments (with chains and fingerprints) and the members are those of a load that replaces
+    every row (forced by a canary that says the kept fingerprints were made otherwise), and so
+    are the changes handed to adjudication, but for the people whose earlier enrolments alone
+    changed a name or a payee: the kept fingerprints name them too (ADR 0034), with the same
+    demographics before and after."""
     rng = random.Random(seed)
     old = [_row(i, rng.randrange(120), rng) for i in range(200)]  # some people unchanged
     warehouse = _first_load(tmp_path, old)
@@ -335,9 +394,13 @@ def test_replacing_the_changed_people_writes_what_replacing_everyone_writes(
     everyone = _load_and_read(whole, tmp_path / "c", new)
     kept = {e for e, rowid in changed.pop("rowids") if rowids.get(e) == rowid}
     moved = {e for e, rowid in everyone.pop("rowids") if rowids.get(e) == rowid}
-    assert changed == everyone
-    assert changed["changes"], "the random changes changed somebody"
+    named, named_by_all = set(changed["changes"]), set(everyone.pop("changes"))
+    extra = {r[0] for r in named - named_by_all}
+    assert {r for r in named if r[0] not in extra} == named_by_all
+    for person in extra:  # one set of demographics, and the row that names them
+        assert len({r for r in named if r[0] == person and r[1] is not None}) == 1
+    assert changed.pop("changes") and changed == everyone
     # the unchanged people's rows were left where they were; the whole load wrote every row
-    people = {r[0] for r in changed["changes"]}
+    people = {r[0] for r in named}
     unchanged = {r[0] for r in changed["enrollments"] if r[1] not in people}
     assert kept == unchanged and unchanged and not moved

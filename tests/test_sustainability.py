@@ -130,10 +130,9 @@ def build_warehouse(path: Path) -> None:
         for eid, key, plan, start, end in ENROLMENTS:
             m = M[key]
             con.execute(
-                "INSERT INTO enrollments (enrollment_id, national_id, member_name, "
-                "member_name_norm, gender, birth_date, plan_code, coverage_start, coverage_end, "
-                "payee_account, chain_start) VALUES (?, ?, ?, ?, 'M', ?, ?, ?, ?, ?, ?)",
-                [eid, m.national_id, m.name, m.name, m.birth, plan, start, end, m.account, start],
+                "INSERT INTO enrollments (enrollment_id, national_id, plan_code, coverage_start, "
+                "coverage_end, chain_start) VALUES (?, ?, ?, ?, ?, ?)",
+                [eid, m.national_id, plan, start, end, start],
             )
         for sid, key, discharged in STAYS:
             m = M[key]
