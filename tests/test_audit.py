@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 
 import synth
 from claims.cli import app
+from config.masking import mask_id
 from config.settings import ConfigError, Settings
 from pipeline import run_local
 from pipeline.audit import backup, reconcile, verify
@@ -330,6 +331,50 @@ def test_verify_finds_each_planted_fault(fault: str, played: Played, tmp_path: P
         assert nid not in result.output
         assert account is None or account not in result.output
         assert len(name) < 2 or name not in result.output
+
+
+def test_a_check_names_its_first_findings_in_order_and_counts_the_rest(
+    played: Played, tmp_path: Path
+) -> None:
+    settings = copy_world(played.settings, tmp_path)
+    drifted = sql(
+        settings,
+        "SELECT hospital_code, settlement_id, plan_code, national_id FROM ledger_balances "
+        "ORDER BY ALL LIMIT 27",
+    )
+    assert len(drifted) == 27
+    for key in drifted:
+        sql(
+            settings,
+            "UPDATE ledger_balances SET posted_fen = posted_fen + 100 WHERE hospital_code = ? "
+            "AND settlement_id = ? AND plan_code = ? AND national_id = ?",
+            list(key),
+        )
+    found = verify(settings).findings
+    assert {f.check for f in found} == {"ledger_balance"}
+    assert [f.subject for f in found] == [
+        *(f"stay {h}/{s} plan {plan} member {mask_id(nid)}" for h, s, plan, nid in drifted[:20]),
+        "and 7 more",
+    ]
+
+
+def test_a_payment_file_counts_the_rows_without_their_twin_either_way(
+    played: Played, tmp_path: Path
+) -> None:
+    """One row's amount changed (its old row and its new one have no twin), a row written
+    three times (two copies have none) and a row dropped: five rows, as EXCEPT ALL both ways
+    counts."""
+    settings = copy_world(played.settings, tmp_path)
+    path = _batch_folder(settings, 1) / "payments.csv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(rows) >= 3
+    cells = rows[0].split(",")
+    cells[5] = f"{Decimal(cells[5]) + Decimal('10.00'):.2f}"
+    path.write_text(
+        "".join([header, ",".join(cells), rows[1], rows[1], rows[1], *rows[3:]]), encoding="utf-8"
+    )
+    found = [f for f in verify(settings).findings if f.check == "file_rows"]
+    assert len(found) == 1 and found[0].detail.startswith("5 row(s) of payments.csv differ")
 
 
 def test_the_first_changed_run_is_named(played: Played, tmp_path: Path) -> None:
