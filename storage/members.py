@@ -39,7 +39,6 @@ _FINGERPRINT_TYPES = {
     "coverage_end": "Date",
     "payee_account": "String",
 }
-_ENROLMENT_COLUMNS = ", ".join(_FINGERPRINT_TYPES)
 _COVER_COLUMNS = "enrollment_id, national_id, plan_code, coverage_start, coverage_end"
 # The chains' starts are computed before the insert (``derive``), so the enrolments are
 # the staged rows' cover as it is: one scan, no window, no sort in DuckDB.
