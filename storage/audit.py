@@ -229,11 +229,9 @@ def _held_twice(
 ) -> tuple[list[tuple[Any, ...]], int]:
     """The first SHOWN keys of ``table`` held by more than one row, as (key..., rows), and how
     many keys are: one grouping of the table, the count taken over its result."""
-    found = con.execute(
-        f"SELECT {key}, count(*) AS n, count(*) OVER () AS keys FROM {table} "
-        f"GROUP BY {key} HAVING count(*) > 1 ORDER BY {key} LIMIT {SHOWN}"
-    ).fetchall()
-    return [row[:-1] for row in found], int(found[0][-1]) if found else 0
+    return _first_found(
+        con, f"SELECT {key}, count(*) AS n FROM {table} GROUP BY {key} HAVING count(*) > 1"
+    )
 
 
 def _grain(
